@@ -1,0 +1,3 @@
+//! Benchmarks of spin (criterion).
+//!
+//! None yet: they arrive with the emulator, the image store and the network.

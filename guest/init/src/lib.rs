@@ -1,0 +1,232 @@
+//! The protocol between the spin host and `spin-init`, the guest's PID 1.
+//!
+//! The host and init talk over three named virtio-console ports (see
+//! `guest/README.md` for the whole protocol):
+//!
+//! - [`CONTROL_PORT`]: init writes [`READY`] once the guest has booted, the host
+//!   answers with one [`RunSpec`] as a single JSON line, and init finally writes
+//!   an [`Report`] line (`exit N` or `error MESSAGE`).
+//! - [`STDOUT_PORT`]: the container's standard output; what the host writes to it
+//!   is the container's standard input.
+//! - [`STDERR_PORT`]: the container's standard error.
+//!
+//! The run spec travels after boot, never on the kernel command line, so that a
+//! booted guest can be snapshotted once and resumed for every container.
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the virtio-console port that carries the run spec and the exit report.
+pub const CONTROL_PORT: &str = "spin.control";
+/// Name of the port that carries the container's stdout (and, inbound, its stdin).
+pub const STDOUT_PORT: &str = "spin.stdout";
+/// Name of the port that carries the container's stderr.
+pub const STDERR_PORT: &str = "spin.stderr";
+/// The line init writes on the control port when it waits for a run spec.
+pub const READY: &str = "ready";
+
+/// What the container runs and with which view of the world.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// The command and its arguments; `args[0]` is looked up in `PATH` when it has no `/`.
+    pub args: Vec<String>,
+    /// The environment, as `KEY=VALUE` strings.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute).
+    #[serde(default = "default_cwd")]
+    pub cwd: String,
+    /// User id the command runs as.
+    #[serde(default)]
+    pub uid: u32,
+    /// Group id the command runs as.
+    #[serde(default)]
+    pub gid: u32,
+    /// Host name of the container.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Whether the host feeds the container's stdin (otherwise it reads `/dev/null`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Whether `/dev/vda` holds the root filesystem image (squashfs). Without it the
+    /// initramfs itself is the root (useful for kernel bring-up only).
+    #[serde(default = "default_true")]
+    pub root_disk: bool,
+    /// Host folders shared through virtio-9p.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// The network configuration of `eth0`, if the container has a network.
+    #[serde(default)]
+    pub network: Option<NetworkSpec>,
+}
+
+/// One virtio-9p share mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountSpec {
+    /// The 9p mount tag the host device announces.
+    pub tag: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// Static IPv4 configuration of the guest's `eth0`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// The guest's address, e.g. `10.0.2.15`.
+    pub address: String,
+    /// Prefix length of the guest's subnet, e.g. 24.
+    pub prefix_len: u8,
+    /// The default gateway, e.g. `10.0.2.2`.
+    pub gateway: String,
+    /// The DNS server written to `/etc/resolv.conf`, e.g. `10.0.2.3`.
+    pub dns: String,
+}
+
+fn default_cwd() -> String {
+    "/".to_string()
+}
+
+fn default_hostname() -> String {
+    "spin".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The last line init writes on the control port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// The command ran and ended with this status (128+N when killed by signal N).
+    Exit(i32),
+    /// The container could not be started; the message says why.
+    Error(String),
+}
+
+impl Report {
+    /// Formats the report as the line init writes (without the newline).
+    pub fn to_line(&self) -> String {
+        match self {
+            Report::Exit(code) => format!("exit {code}"),
+            Report::Error(msg) => format!("error {}", msg.replace('\n', " ")),
+        }
+    }
+
+    /// Parses a line written by init; `None` for anything else (e.g. [`READY`]).
+    pub fn parse(line: &str) -> Option<Report> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(code) = line.strip_prefix("exit ") {
+            return code.trim().parse().ok().map(Report::Exit);
+        }
+        line.strip_prefix("error ")
+            .map(|msg| Report::Error(msg.to_string()))
+    }
+}
+
+impl RunSpec {
+    /// A spec that runs `args` with a conventional `PATH`.
+    pub fn command<I, S>(args: I) -> RunSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RunSpec {
+            args: args.into_iter().map(Into::into).collect(),
+            env: vec![DEFAULT_PATH.to_string()],
+            cwd: default_cwd(),
+            hostname: default_hostname(),
+            root_disk: true,
+            ..RunSpec::default()
+        }
+    }
+
+    /// Checks what init cannot work with, so the host can refuse before booting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.args.is_empty() || self.args[0].is_empty() {
+            return Err("no command to run".into());
+        }
+        if !self.cwd.starts_with('/') {
+            return Err(format!("working directory {:?} is not absolute", self.cwd));
+        }
+        for m in &self.mounts {
+            if !m.target.starts_with('/') {
+                return Err(format!("mount target {:?} is not absolute", m.target));
+            }
+            if m.target.split('/').any(|c| c == "..") {
+                return Err(format!("mount target {:?} contains '..'", m.target));
+            }
+            if m.tag.is_empty() || m.tag.len() > 31 {
+                return Err(format!("mount tag {:?} must be 1 to 31 bytes", m.tag));
+            }
+        }
+        if let Some(e) = self.env.iter().find(|e| !e.contains('=')) {
+            return Err(format!("environment entry {e:?} has no '='"));
+        }
+        Ok(())
+    }
+}
+
+/// The `PATH` a container gets when its image sets none (Docker's default).
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        let mut spec = RunSpec::command(["sh", "-c", "echo $X"]);
+        spec.env.push("X=1 2".into());
+        spec.mounts.push(MountSpec {
+            tag: "m0".into(),
+            target: "/import".into(),
+            readonly: true,
+        });
+        let line = serde_json::to_string(&spec).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<RunSpec>(&line).unwrap(), spec);
+    }
+
+    #[test]
+    fn minimal_json_gets_defaults() {
+        let spec: RunSpec = serde_json::from_str(r#"{"args":["true"]}"#).unwrap();
+        assert_eq!(spec.cwd, "/");
+        assert!(spec.root_disk);
+        assert!(!spec.stdin);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<RunSpec>(r#"{"args":["true"],"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_bad_specs() {
+        assert!(RunSpec::command(Vec::<String>::new()).validate().is_err());
+        let mut s = RunSpec::command(["ls"]);
+        s.cwd = "tmp".into();
+        assert!(s.validate().is_err());
+        let mut s = RunSpec::command(["ls"]);
+        s.mounts.push(MountSpec {
+            tag: "m".into(),
+            target: "/a/../b".into(),
+            readonly: false,
+        });
+        assert!(s.validate().is_err());
+        assert!(RunSpec::command(["ls"]).validate().is_ok());
+    }
+
+    #[test]
+    fn reports_round_trip() {
+        for r in [Report::Exit(0), Report::Exit(137), Report::Error("no such file".into())] {
+            assert_eq!(Report::parse(&r.to_line()), Some(r));
+        }
+        assert_eq!(Report::parse(READY), None);
+        assert_eq!(Report::parse("exit x"), None);
+    }
+}

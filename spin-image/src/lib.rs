@@ -1,0 +1,4 @@
+//! Conversion of OCI image layers into a squashfs root filesystem.
+//!
+//! Not implemented yet: this crate holds no API so far. See the project's open
+//! issues for its plan; nothing here pretends to work.

@@ -1,0 +1,4 @@
+//! OCI distribution client and the content-addressed image store.
+//!
+//! Not implemented yet: this crate holds no API so far. See the project's open
+//! issues for its plan; nothing here pretends to work.
