@@ -1,1 +1,150 @@
-fn main() {}
+//! spin's build and test tasks: `cargo xtask <command>`.
+
+mod cache;
+mod cpio;
+mod deps;
+mod emulators;
+mod guest;
+mod images;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use spin_qemu::Arch;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  deps               install the system packages the build and tests need (apt, as root)
+                     and check the toolchains
+  build-emulators    build the emulators for wasm32-wasip1 into target/spin/emulators/
+  build-guest        build kernels, spin-init, initramfs and test images into target/spin/
+  demo               run the demo container (busybox: a greeting and `uname -m`)
+  test               install, build and run every test (what CI runs)
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        std::process::exit(2);
+    };
+    match cmd.as_str() {
+        "deps" => deps::install(),
+        "build-emulators" => emulators::build().map(|_| ()),
+        "build-guest" => guest::build_all(),
+        "demo" => demo(),
+        "test" => test(),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown command {other:?}")
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent directory")
+        .to_path_buf()
+}
+
+/// `target/spin` of the workspace: where every built artifact goes.
+pub fn artifacts_dir() -> PathBuf {
+    workspace_root().join("target/spin")
+}
+
+/// Runs a command, failing with its command line when it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout, failing when it fails.
+pub fn output_of(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn demo() -> Result<()> {
+    deps::check()?;
+    guest::build_all()?;
+    let arch = Arch::Riscv64;
+    let artifacts = spin_qemu::Artifacts::locate(arch)?;
+    eprintln!(
+        "demo: spin's own emulator does not boot Linux yet, so this container runs on \
+         QEMU ({}) with spin's kernel, spin-init and a busybox image built here",
+        arch.qemu_binary()
+    );
+    let spec =
+        spin_init::RunSpec::command(["sh", "-c", "echo 'Hello from a spin container!'; uname -m"]);
+    let outcome = spin_qemu::QemuRun::new(artifacts, spec).run()?;
+    print!("{}", outcome.stdout_text());
+    eprint!("{}", outcome.stderr_text());
+    eprintln!(
+        "demo: booted in {:.2?}, finished in {:.2?}",
+        outcome.boot_time, outcome.total_time
+    );
+    match outcome.report {
+        spin_init::Report::Exit(0) => Ok(()),
+        spin_init::Report::Exit(code) => bail!("the demo container exited with {code}"),
+        spin_init::Report::Error(e) => bail!("the demo container did not start: {e}"),
+    }
+}
+
+fn test() -> Result<()> {
+    deps::install()?;
+    toolchain::print_versions()?;
+    emulators::build()?;
+    guest::build_all()?;
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_cmd(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
+    run_cmd(Command::new(&cargo).current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_cmd(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .env("SPIN_ARTIFACTS", artifacts_dir())
+            .args(["test", "--workspace"]),
+    )
+}

@@ -223,7 +223,11 @@ mod tests {
 
     #[test]
     fn reports_round_trip() {
-        for r in [Report::Exit(0), Report::Exit(137), Report::Error("no such file".into())] {
+        for r in [
+            Report::Exit(0),
+            Report::Exit(137),
+            Report::Error("no such file".into()),
+        ] {
             assert_eq!(Report::parse(&r.to_line()), Some(r));
         }
         assert_eq!(Report::parse(READY), None);

@@ -24,15 +24,19 @@ pub fn main() {
         .and_then(|_| mount_fs("sysfs", "/sys", "sysfs", 0, ""))
         .and_then(|_| mount_fs("devtmpfs", "/dev", "devtmpfs", 0, ""))
     {
-        fatal(None, &format!("mounting /proc, /sys, /dev: {e}"));
+        fatal(&format!("mounting /proc, /sys, /dev: {e}"));
     }
     let ports = match find_ports() {
         Ok(p) => p,
-        Err(e) => fatal(None, &e),
+        Err(e) => fatal(&e),
     };
-    let mut control = match OpenOptions::new().read(true).write(true).open(&ports[CONTROL_PORT]) {
+    let mut control = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&ports[CONTROL_PORT])
+    {
         Ok(f) => f,
-        Err(e) => fatal(None, &format!("opening the control port: {e}")),
+        Err(e) => fatal(&format!("opening the control port: {e}")),
     };
     let report = match run(&mut control, &ports) {
         Ok(code) => Report::Exit(code),
@@ -70,8 +74,11 @@ fn run(control: &mut File, ports: &HashMap<String, PathBuf>) -> Result<i32, Stri
     if root != Path::new("/") {
         switch_root(root)?;
     }
+    // A virtio port opens only once: stdin shares the stdout port's descriptor.
     let stdin = if spec.stdin {
-        open_rw(&ports[STDOUT_PORT])?
+        stdout
+            .try_clone()
+            .map_err(|e| format!("duplicating the stdout port: {e}"))?
     } else {
         open_rw(Path::new("/dev/null"))?
     };
@@ -188,10 +195,13 @@ fn configure_identity(root: &Path, spec: &RunSpec) -> Result<(), String> {
     }
     let etc = root.join("etc");
     fs::create_dir_all(&etc).map_err(|e| format!("mkdir /etc: {e}"))?;
-    let mut hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+    let mut hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_string();
     if let Some(net) = &spec.network {
         hosts.push_str(&format!("{}\t{}\n", net.address, spec.hostname));
-        write_file(&etc.join("resolv.conf"), &format!("nameserver {}\n", net.dns))?;
+        write_file(
+            &etc.join("resolv.conf"),
+            &format!("nameserver {}\n", net.dns),
+        )?;
     } else {
         hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname));
     }
@@ -234,7 +244,11 @@ fn mount_fs(
         libc::mount(
             src_c.as_ptr(),
             target_c.as_ptr(),
-            if fstype.is_empty() { std::ptr::null() } else { type_c.as_ptr() },
+            if fstype.is_empty() {
+                std::ptr::null()
+            } else {
+                type_c.as_ptr()
+            },
             flags,
             data_c.as_ptr().cast(),
         )
@@ -263,7 +277,10 @@ fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     if name.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
@@ -282,10 +299,18 @@ fn ioctl(sock: &File, request: libc::Ioctl, arg: *mut libc::c_void) -> io::Resul
 fn set_link_up(name: &str) -> io::Result<()> {
     let sock = ioctl_socket()?;
     let mut req = ifreq_for(name)?;
-    ioctl(&sock, libc::SIOCGIFFLAGS, (&mut req as *mut libc::ifreq).cast())?;
+    ioctl(
+        &sock,
+        libc::SIOCGIFFLAGS,
+        (&mut req as *mut libc::ifreq).cast(),
+    )?;
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
-    ioctl(&sock, libc::SIOCSIFFLAGS, (&mut req as *mut libc::ifreq).cast())
+    ioctl(
+        &sock,
+        libc::SIOCSIFFLAGS,
+        (&mut req as *mut libc::ifreq).cast(),
+    )
 }
 
 fn sockaddr_in(addr: std::net::Ipv4Addr) -> libc::sockaddr {
@@ -309,16 +334,28 @@ fn configure_network(net: &NetworkSpec) -> Result<(), String> {
     if net.prefix_len > 32 {
         return Err(format!("bad prefix length {}", net.prefix_len));
     }
-    let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - net.prefix_len as u32).unwrap_or(0));
+    let mask = std::net::Ipv4Addr::from(
+        u32::MAX
+            .checked_shl(32 - net.prefix_len as u32)
+            .unwrap_or(0),
+    );
     let err = |what: &str, e: io::Error| format!("configuring eth0 ({what}): {e}");
     let sock = ioctl_socket().map_err(|e| err("socket", e))?;
     let mut req = ifreq_for("eth0").map_err(|e| err("name", e))?;
     req.ifr_ifru.ifru_addr = sockaddr_in(addr);
-    ioctl(&sock, libc::SIOCSIFADDR, (&mut req as *mut libc::ifreq).cast())
-        .map_err(|e| err("address", e))?;
+    ioctl(
+        &sock,
+        libc::SIOCSIFADDR,
+        (&mut req as *mut libc::ifreq).cast(),
+    )
+    .map_err(|e| err("address", e))?;
     req.ifr_ifru.ifru_netmask = sockaddr_in(mask);
-    ioctl(&sock, libc::SIOCSIFNETMASK, (&mut req as *mut libc::ifreq).cast())
-        .map_err(|e| err("netmask", e))?;
+    ioctl(
+        &sock,
+        libc::SIOCSIFNETMASK,
+        (&mut req as *mut libc::ifreq).cast(),
+    )
+    .map_err(|e| err("netmask", e))?;
     set_link_up("eth0").map_err(|e| err("up", e))?;
     // SAFETY: rtentry is plain old data; all-zero is a valid value.
     let mut route: libc::rtentry = unsafe { std::mem::zeroed() };
@@ -326,8 +363,12 @@ fn configure_network(net: &NetworkSpec) -> Result<(), String> {
     route.rt_genmask = sockaddr_in(std::net::Ipv4Addr::UNSPECIFIED);
     route.rt_gateway = sockaddr_in(gateway);
     route.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
-    ioctl(&sock, libc::SIOCADDRT, (&mut route as *mut libc::rtentry).cast())
-        .map_err(|e| err("default route", e))
+    ioctl(
+        &sock,
+        libc::SIOCADDRT,
+        (&mut route as *mut libc::rtentry).cast(),
+    )
+    .map_err(|e| err("default route", e))
 }
 
 /// Signals init passes on to the container's process.
@@ -466,11 +507,9 @@ fn resolve(name: &str, path_var: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn fatal(control: Option<&mut File>, msg: &str) -> ! {
+/// Ends the guest when not even the control port is there to report on.
+fn fatal(msg: &str) -> ! {
     eprintln!("spin-init: {msg}");
-    if let Some(c) = control {
-        let _ = writeln!(c, "{}", Report::Error(msg.to_string()).to_line());
-    }
     power_off()
 }
 
