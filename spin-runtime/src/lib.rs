@@ -1,4 +1,223 @@
 //! Runs OCI containers inside spin's emulators, hosted by wasmtime.
 //!
-//! Not implemented yet: this crate holds no API so far. Its tests check that the
-//! emulator modules built by `cargo xtask build-emulators` instantiate under wasmtime.
+//! A [`Runtime`] holds one architecture's emulator module, compiled once per
+//! process (and cached compiled on disk). Each [`Container`] runs in its own
+//! wasmtime `Store`: the emulator boots spin's guest kernel and `spin-init`, which
+//! receives the run spec over the control port, runs the command and reports its
+//! exit status.
+//!
+//! ```no_run
+//! use spin_runtime::{Arch, ImageSource, Runtime};
+//!
+//! let runtime = Runtime::new(Arch::Riscv64)?;
+//! let status = runtime
+//!     .container(ImageSource::ImageFile("busybox.sqfs".into()))
+//!     .command(["sh", "-c", "echo $SPIN"])
+//!     .env("SPIN", "is awesome")
+//!     .run()?;
+//! assert_eq!(status.code(), 0);
+//! # Ok::<(), spin_runtime::Error>(())
+//! ```
+//!
+//! Not there yet: images by name from a registry, mounts (9p), networking, and the
+//! native (non-wasm) backend. Asking for them is an error, never a silent no-op.
+
+mod container;
+mod engine;
+mod host;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use container::{Container, ExitStatus, StopHandle};
+pub use engine::module_cache_dir;
+
+/// A guest architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// RISC-V 64 (`spin-emu-riscv`).
+    Riscv64,
+    /// x86-64 (`spin-emu-x86`).
+    X86_64,
+}
+
+impl Arch {
+    /// The name used in paths and by `uname -m`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Riscv64 => "riscv64",
+            Arch::X86_64 => "x86_64",
+        }
+    }
+
+    fn emulator_name(self) -> &'static str {
+        match self {
+            Arch::Riscv64 => "spin-emu-riscv",
+            Arch::X86_64 => "spin-emu-x86",
+        }
+    }
+
+    fn kernel_file(self) -> &'static str {
+        match self {
+            Arch::Riscv64 => "Image",
+            Arch::X86_64 => "vmlinux",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a container's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// An image by name, from the runtime's registry.
+    Image(String),
+    /// A squashfs root filesystem on disk.
+    ImageFile(PathBuf),
+}
+
+/// What can go wrong preparing or running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file the runtime needs is missing.
+    #[error("{what} {path} is missing{hint}")]
+    Missing {
+        /// What the file is.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// How to make it.
+        hint: &'static str,
+    },
+    /// The container's options are inconsistent.
+    #[error("invalid container options: {0}")]
+    Invalid(String),
+    /// A capability that is not implemented yet was asked for.
+    #[error("{0} is not supported yet")]
+    Unsupported(&'static str),
+    /// wasmtime could not create, compile or run the emulator.
+    #[error("{0}")]
+    Engine(String),
+    /// The guest could not start the command.
+    #[error("the container did not start: {0}")]
+    Guest(String),
+    /// The machine ended without an exit report.
+    #[error(
+        "the guest ended without reporting an exit status ({detail}); last kernel messages:\n{kernel_log}"
+    )]
+    NoReport {
+        /// What ended it.
+        detail: String,
+        /// The end of the kernel console.
+        kernel_log: String,
+    },
+    /// Host I/O failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The files a guest of one architecture needs.
+#[derive(Debug, Clone)]
+pub struct GuestFiles {
+    /// The emulator module (`.wasm`).
+    pub emulator: PathBuf,
+    /// The guest kernel.
+    pub kernel: PathBuf,
+    /// The initramfs holding `spin-init`.
+    pub initramfs: PathBuf,
+}
+
+impl GuestFiles {
+    /// Finds the files `cargo xtask build-emulators` and `build-guest` made, under
+    /// `$SPIN_ARTIFACTS` or else this workspace's `target/spin`.
+    pub fn locate(arch: Arch) -> Result<GuestFiles, Error> {
+        let root = match std::env::var_os("SPIN_ARTIFACTS") {
+            Some(dir) => PathBuf::from(dir),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/spin"),
+        };
+        let guest = root.join("guest").join(arch.name());
+        let files = GuestFiles {
+            emulator: root
+                .join("emulators")
+                .join(format!("{}.wasm", arch.emulator_name())),
+            kernel: guest.join(arch.kernel_file()),
+            initramfs: guest.join("initramfs.cpio.gz"),
+        };
+        files.check()?;
+        Ok(files)
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        for (what, path, hint) in [
+            (
+                "the emulator module",
+                &self.emulator,
+                " (cargo xtask build-emulators)",
+            ),
+            (
+                "the guest kernel",
+                &self.kernel,
+                " (cargo xtask build-guest)",
+            ),
+            (
+                "the guest initramfs",
+                &self.initramfs,
+                " (cargo xtask build-guest)",
+            ),
+        ] {
+            if !path.is_file() {
+                return Err(Error::Missing {
+                    what,
+                    path: path.clone(),
+                    hint,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs containers of one architecture.
+pub struct Runtime {
+    arch: Arch,
+    files: GuestFiles,
+    module: wasmtime::Module,
+}
+
+impl Runtime {
+    /// A runtime with the guest files found by [`GuestFiles::locate`].
+    pub fn new(arch: Arch) -> Result<Runtime, Error> {
+        Runtime::with_files(arch, GuestFiles::locate(arch)?)
+    }
+
+    /// A runtime with explicit guest files. The emulator module is compiled at
+    /// most once per process and cached compiled on disk.
+    pub fn with_files(arch: Arch, files: GuestFiles) -> Result<Runtime, Error> {
+        files.check()?;
+        let module = engine::load_module(&files.emulator)?;
+        Ok(Runtime {
+            arch,
+            files,
+            module,
+        })
+    }
+
+    /// The architecture this runtime runs.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// A container to configure and run.
+    pub fn container(&self, image: ImageSource) -> Container<'_> {
+        Container::new(self, image)
+    }
+}

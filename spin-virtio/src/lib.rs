@@ -34,6 +34,8 @@
 pub mod block;
 pub mod console;
 pub mod device;
+pub mod guest;
+pub mod host_abi;
 pub mod memory;
 pub mod mmio;
 pub mod net;

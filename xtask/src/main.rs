@@ -1,5 +1,6 @@
 //! spin's build and test tasks: `cargo xtask <command>`.
 
+mod boot;
 mod cache;
 mod cpio;
 mod deps;
@@ -12,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use spin_qemu::Arch;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -22,6 +22,8 @@ commands:
                      and check the toolchains
   build-emulators    build the emulators for wasm32-wasip1 into target/spin/emulators/
   build-guest        build kernels, spin-init, initramfs and test images into target/spin/
+  boot [--native] [--disk F.sqfs] [--mem MiB] -- CMD...
+                     boot the riscv64 guest on spin's emulator (wasm by default) and run CMD
   demo               run the demo container (busybox: a greeting and `uname -m`)
   test               install, build and run every test (what CI runs)
 ";
@@ -43,6 +45,10 @@ fn run() -> Result<()> {
         "deps" => deps::install(),
         "build-emulators" => emulators::build().map(|_| ()),
         "build-guest" => guest::build_all(),
+        "boot" => {
+            let code = boot::boot(&args[1..])?;
+            std::process::exit(code);
+        }
         "demo" => demo(),
         "test" => test(),
         "-h" | "--help" | "help" => {
@@ -97,28 +103,25 @@ pub fn output_of(cmd: &mut Command) -> Result<String> {
 
 fn demo() -> Result<()> {
     deps::check()?;
+    emulators::build()?;
     guest::build_all()?;
-    let arch = Arch::Riscv64;
-    let artifacts = spin_qemu::Artifacts::locate(arch)?;
+    let image = artifacts_dir().join("images/busybox-riscv64.sqfs");
     eprintln!(
-        "demo: spin's own emulator does not boot Linux yet, so this container runs on \
-         QEMU ({}) with spin's kernel, spin-init and a busybox image built here",
-        arch.qemu_binary()
+        "demo: a busybox container on spin's riscv64 emulator (wasm32-wasip1 under wasmtime), \
+         image {}",
+        image.display()
     );
-    let spec =
-        spin_init::RunSpec::command(["sh", "-c", "echo 'Hello from a spin container!'; uname -m"]);
-    let outcome = spin_qemu::QemuRun::new(artifacts, spec).run()?;
-    print!("{}", outcome.stdout_text());
-    eprint!("{}", outcome.stderr_text());
-    eprintln!(
-        "demo: booted in {:.2?}, finished in {:.2?}",
-        outcome.boot_time, outcome.total_time
-    );
-    match outcome.report {
-        spin_init::Report::Exit(0) => Ok(()),
-        spin_init::Report::Exit(code) => bail!("the demo container exited with {code}"),
-        spin_init::Report::Error(e) => bail!("the demo container did not start: {e}"),
+    let start = std::time::Instant::now();
+    let runtime = spin_runtime::Runtime::new(spin_runtime::Arch::Riscv64)?;
+    let status = runtime
+        .container(spin_runtime::ImageSource::ImageFile(image))
+        .command(["sh", "-c", "echo 'Hello from a spin container!'; uname -m"])
+        .run()?;
+    eprintln!("demo: exit {} after {:.2?}", status.code(), start.elapsed());
+    if !status.success() {
+        bail!("the demo container exited with {}", status.code());
     }
+    Ok(())
 }
 
 fn test() -> Result<()> {

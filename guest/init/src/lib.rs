@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod host;
+
 /// Name of the virtio-console port that carries the run spec and the exit report.
 pub const CONTROL_PORT: &str = "spin.control";
 /// Name of the port that carries the container's stdout (and, inbound, its stdin).

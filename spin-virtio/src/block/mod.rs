@@ -1,11 +1,13 @@
 //! virtio-blk (virtio 1.2 §5.2) over a [`BlockBackend`].
 
 mod device;
+mod file;
 mod request;
 #[cfg(test)]
 mod tests;
 
 pub use device::{BlockBackend, BlockDevice, BlockState, VecBlockBackend};
+pub use file::FileBackend;
 pub use request::{RequestHeader, RequestType};
 
 /// Feature bit: maximum number of segments in a request is in `seg_max`.

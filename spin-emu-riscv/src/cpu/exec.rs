@@ -1,0 +1,496 @@
+//! Execution of one decoded instruction.
+
+use super::{Cpu, Exception, cause, mstatus, privilege};
+use crate::decode::{Insn, Op};
+use crate::fpu::{self, Flags, Rounding};
+use crate::mmu::Access;
+
+const BOX: u64 = 0xffff_ffff_0000_0000;
+
+#[inline(always)]
+fn sx32(v: u64) -> u64 {
+    v as i32 as i64 as u64
+}
+
+impl Cpu {
+    #[inline(always)]
+    fn fs(&self, r: u8) -> u32 {
+        let v = self.f[r as usize];
+        if v & BOX == BOX {
+            v as u32
+        } else {
+            fpu::CANONICAL_NAN32
+        }
+    }
+
+    #[inline(always)]
+    fn set_fs(&mut self, r: u8, v: u32) {
+        self.f[r as usize] = BOX | v as u64;
+        self.mark_fs_dirty();
+    }
+
+    #[inline(always)]
+    fn set_fd(&mut self, r: u8, v: u64) {
+        self.f[r as usize] = v;
+        self.mark_fs_dirty();
+    }
+
+    fn rounding(&self, rm: u8) -> Result<Rounding, Exception> {
+        let r = if rm == 7 { self.frm } else { rm };
+        Rounding::from_bits(r).ok_or_else(|| self.illegal_insn())
+    }
+
+    fn amo<const W: bool>(
+        &mut self,
+        d: Insn,
+        f: impl Fn(u64, u64) -> u64,
+    ) -> Result<(), Exception> {
+        let size: u8 = if W { 4 } else { 8 };
+        let va = self.x[d.rs1 as usize];
+        if va & (size as u64 - 1) != 0 {
+            return Err(Exception::new(cause::STORE_MISALIGNED, va));
+        }
+        let pa = self.translate(va, Access::Write)?;
+        let old = self
+            .bus
+            .read(pa, size)
+            .ok_or(Exception::new(cause::STORE_ACCESS, va))?;
+        let src = self.x[d.rs2 as usize];
+        let (old, new) = if W {
+            (sx32(old), f(sx32(old), sx32(src)))
+        } else {
+            (old, f(old, src))
+        };
+        self.bus
+            .write(pa, size, new)
+            .ok_or(Exception::new(cause::STORE_ACCESS, va))?;
+        self.sync_code();
+        self.x[d.rd()] = old;
+        Ok(())
+    }
+
+    fn lr(&mut self, d: Insn, size: u8) -> Result<(), Exception> {
+        let va = self.x[d.rs1 as usize];
+        if va & (size as u64 - 1) != 0 {
+            return Err(Exception::new(cause::LOAD_MISALIGNED, va));
+        }
+        let pa = self.translate(va, Access::Read)?;
+        let v = self
+            .bus
+            .read(pa, size)
+            .ok_or(Exception::new(cause::LOAD_ACCESS, va))?;
+        self.x[d.rd()] = if size == 4 { sx32(v) } else { v };
+        self.reservation = Some(pa);
+        Ok(())
+    }
+
+    fn sc(&mut self, d: Insn, size: u8) -> Result<(), Exception> {
+        let va = self.x[d.rs1 as usize];
+        if va & (size as u64 - 1) != 0 {
+            return Err(Exception::new(cause::STORE_MISALIGNED, va));
+        }
+        let pa = self.translate(va, Access::Write)?;
+        let ok = self.reservation == Some(pa);
+        self.reservation = None;
+        if ok {
+            self.bus
+                .write(pa, size, self.x[d.rs2 as usize])
+                .ok_or(Exception::new(cause::STORE_ACCESS, va))?;
+            self.sync_code();
+        }
+        self.x[d.rd()] = !ok as u64;
+        Ok(())
+    }
+
+    fn csr_op(&mut self, d: Insn) -> Result<(), Exception> {
+        let csr = (d.imm & 0xfff) as u16;
+        let src = match d.op {
+            Op::Csrrw | Op::Csrrs | Op::Csrrc => self.x[d.rs1 as usize],
+            _ => d.rs1 as u64,
+        };
+        let writes = matches!(d.op, Op::Csrrw | Op::Csrrwi) || d.rs1 != 0;
+        let reads = !matches!(d.op, Op::Csrrw | Op::Csrrwi) || d.rd() != 0;
+        let old = if reads {
+            self.csr_read(csr)?
+        } else {
+            // csrrw to x0 still needs the privilege check of a read.
+            if ((csr >> 8) & 3) as u8 > self.privilege {
+                return Err(self.illegal_insn());
+            }
+            0
+        };
+        if writes {
+            let new = match d.op {
+                Op::Csrrw | Op::Csrrwi => src,
+                Op::Csrrs | Op::Csrrsi => old | src,
+                _ => old & !src,
+            };
+            self.csr_write(csr, new)?;
+        }
+        self.x[d.rd()] = old;
+        Ok(())
+    }
+
+    /// Executes `d` (at `pc`, also in `self.pc`), returning the next pc.
+    #[inline(always)]
+    pub(super) fn execute(&mut self, d: Insn, pc: u64) -> Result<u64, Exception> {
+        use Op::*;
+        let next = pc.wrapping_add(d.len());
+        let rd = d.rd();
+        let a = self.x[(d.rs1 & 31) as usize];
+        let b = self.x[(d.rs2 & 31) as usize];
+        let imm = d.imm as i64 as u64;
+        match d.op {
+            Addi => self.x[rd] = a.wrapping_add(imm),
+            Add => self.x[rd] = a.wrapping_add(b),
+            Lui => self.x[rd] = imm,
+            Auipc => self.x[rd] = pc.wrapping_add(imm),
+            Jal => {
+                self.x[rd] = next;
+                return Ok(pc.wrapping_add(imm));
+            }
+            Jalr => {
+                self.x[rd] = next;
+                return Ok(a.wrapping_add(imm) & !1);
+            }
+            Beq | Bne | Blt | Bge | Bltu | Bgeu => {
+                let taken = match d.op {
+                    Beq => a == b,
+                    Bne => a != b,
+                    Blt => (a as i64) < (b as i64),
+                    Bge => (a as i64) >= (b as i64),
+                    Bltu => a < b,
+                    _ => a >= b,
+                };
+                return Ok(if taken { pc.wrapping_add(imm) } else { next });
+            }
+            Lb => self.x[rd] = self.load::<1>(a.wrapping_add(imm))? as i8 as i64 as u64,
+            Lh => self.x[rd] = self.load::<2>(a.wrapping_add(imm))? as i16 as i64 as u64,
+            Lw => self.x[rd] = sx32(self.load::<4>(a.wrapping_add(imm))?),
+            Ld => self.x[rd] = self.load::<8>(a.wrapping_add(imm))?,
+            Lbu => self.x[rd] = self.load::<1>(a.wrapping_add(imm))?,
+            Lhu => self.x[rd] = self.load::<2>(a.wrapping_add(imm))?,
+            Lwu => self.x[rd] = self.load::<4>(a.wrapping_add(imm))?,
+            Sb => self.store::<1>(a.wrapping_add(imm), b)?,
+            Sh => self.store::<2>(a.wrapping_add(imm), b)?,
+            Sw => self.store::<4>(a.wrapping_add(imm), b)?,
+            Sd => self.store::<8>(a.wrapping_add(imm), b)?,
+            Slti => self.x[rd] = ((a as i64) < (imm as i64)) as u64,
+            Sltiu => self.x[rd] = (a < imm) as u64,
+            Xori => self.x[rd] = a ^ imm,
+            Ori => self.x[rd] = a | imm,
+            Andi => self.x[rd] = a & imm,
+            Slli => self.x[rd] = a << (imm & 63),
+            Srli => self.x[rd] = a >> (imm & 63),
+            Srai => self.x[rd] = ((a as i64) >> (imm & 63)) as u64,
+            Sub => self.x[rd] = a.wrapping_sub(b),
+            Sll => self.x[rd] = a << (b & 63),
+            Slt => self.x[rd] = ((a as i64) < (b as i64)) as u64,
+            Sltu => self.x[rd] = (a < b) as u64,
+            Xor => self.x[rd] = a ^ b,
+            Srl => self.x[rd] = a >> (b & 63),
+            Sra => self.x[rd] = ((a as i64) >> (b & 63)) as u64,
+            Or => self.x[rd] = a | b,
+            And => self.x[rd] = a & b,
+            Addiw => self.x[rd] = sx32(a.wrapping_add(imm)),
+            Slliw => self.x[rd] = sx32(((a as u32) << (imm & 31)) as u64),
+            Srliw => self.x[rd] = sx32(((a as u32) >> (imm & 31)) as u64),
+            Sraiw => self.x[rd] = ((a as i32) >> (imm & 31)) as i64 as u64,
+            Addw => self.x[rd] = sx32(a.wrapping_add(b)),
+            Subw => self.x[rd] = sx32(a.wrapping_sub(b)),
+            Sllw => self.x[rd] = sx32(((a as u32) << (b & 31)) as u64),
+            Srlw => self.x[rd] = sx32(((a as u32) >> (b & 31)) as u64),
+            Sraw => self.x[rd] = ((a as i32) >> (b & 31)) as i64 as u64,
+            Mul => self.x[rd] = a.wrapping_mul(b),
+            Mulh => self.x[rd] = ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
+            Mulhsu => self.x[rd] = ((a as i64 as i128).wrapping_mul(b as i128) >> 64) as u64,
+            Mulhu => self.x[rd] = ((a as u128 * b as u128) >> 64) as u64,
+            Div => {
+                self.x[rd] = if b == 0 {
+                    u64::MAX
+                } else {
+                    (a as i64).wrapping_div(b as i64) as u64
+                }
+            }
+            Divu => self.x[rd] = a.checked_div(b).unwrap_or(u64::MAX),
+            Rem => {
+                self.x[rd] = if b == 0 {
+                    a
+                } else {
+                    (a as i64).wrapping_rem(b as i64) as u64
+                }
+            }
+            Remu => self.x[rd] = if b == 0 { a } else { a % b },
+            Mulw => self.x[rd] = sx32((a as u32).wrapping_mul(b as u32) as u64),
+            Divw => {
+                let (x, y) = (a as i32, b as i32);
+                self.x[rd] = if y == 0 {
+                    u64::MAX
+                } else {
+                    x.wrapping_div(y) as i64 as u64
+                }
+            }
+            Divuw => {
+                let (x, y) = (a as u32, b as u32);
+                self.x[rd] = x.checked_div(y).map_or(u64::MAX, |q| sx32(q as u64))
+            }
+            Remw => {
+                let (x, y) = (a as i32, b as i32);
+                self.x[rd] = if y == 0 {
+                    x as i64 as u64
+                } else {
+                    x.wrapping_rem(y) as i64 as u64
+                }
+            }
+            Remuw => {
+                let (x, y) = (a as u32, b as u32);
+                self.x[rd] = if y == 0 {
+                    sx32(x as u64)
+                } else {
+                    sx32((x % y) as u64)
+                }
+            }
+            Fence | FenceI => {}
+            Ecall => {
+                let c = match self.privilege {
+                    privilege::U => cause::ECALL_U,
+                    privilege::S => cause::ECALL_S,
+                    _ => cause::ECALL_M,
+                };
+                return Err(Exception::new(c, 0));
+            }
+            Ebreak => return Err(Exception::new(cause::BREAKPOINT, pc)),
+            Sret => {
+                if self.privilege == privilege::U
+                    || (self.privilege == privilege::S && self.mstatus & mstatus::TSR != 0)
+                {
+                    return Err(self.illegal_insn());
+                }
+                let s = self.mstatus;
+                let new_priv = if s & mstatus::SPP != 0 {
+                    privilege::S
+                } else {
+                    privilege::U
+                };
+                let mut n = s & !(mstatus::SIE | mstatus::SPP | mstatus::MPRV);
+                if s & mstatus::SPIE != 0 {
+                    n |= mstatus::SIE;
+                }
+                n |= mstatus::SPIE;
+                self.mstatus = n;
+                self.set_privilege(new_priv);
+                self.end_slice();
+                return Ok(self.sepc);
+            }
+            Mret => {
+                if self.privilege != privilege::M {
+                    return Err(self.illegal_insn());
+                }
+                let s = self.mstatus;
+                let new_priv = ((s >> mstatus::MPP_SHIFT) & 3) as u8;
+                let mut n = s & !(mstatus::MIE | 3 << mstatus::MPP_SHIFT);
+                if s & mstatus::MPIE != 0 {
+                    n |= mstatus::MIE;
+                }
+                n |= mstatus::MPIE;
+                if new_priv != privilege::M {
+                    n &= !mstatus::MPRV;
+                }
+                self.mstatus = n;
+                self.set_privilege(if new_priv == 2 {
+                    privilege::U
+                } else {
+                    new_priv
+                });
+                self.end_slice();
+                return Ok(self.mepc);
+            }
+            Wfi => {
+                if self.privilege == privilege::U
+                    || (self.privilege == privilege::S && self.mstatus & mstatus::TW != 0)
+                {
+                    return Err(self.illegal_insn());
+                }
+                if self.mip & self.mie == 0 {
+                    self.wfi = true;
+                }
+                self.end_slice();
+            }
+            SfenceVma => {
+                if self.privilege == privilege::U
+                    || (self.privilege == privilege::S && self.mstatus & mstatus::TVM != 0)
+                {
+                    return Err(self.illegal_insn());
+                }
+                self.flush_tlb();
+            }
+            Csrrw | Csrrs | Csrrc | Csrrwi | Csrrsi | Csrrci => self.csr_op(d)?,
+            LrW => self.lr(d, 4)?,
+            LrD => self.lr(d, 8)?,
+            ScW => self.sc(d, 4)?,
+            ScD => self.sc(d, 8)?,
+            AmoSwapW => self.amo::<true>(d, |_, s| s)?,
+            AmoAddW => self.amo::<true>(d, |o, s| o.wrapping_add(s))?,
+            AmoXorW => self.amo::<true>(d, |o, s| o ^ s)?,
+            AmoAndW => self.amo::<true>(d, |o, s| o & s)?,
+            AmoOrW => self.amo::<true>(d, |o, s| o | s)?,
+            AmoMinW => self.amo::<true>(d, |o, s| (o as i64).min(s as i64) as u64)?,
+            AmoMaxW => self.amo::<true>(d, |o, s| (o as i64).max(s as i64) as u64)?,
+            AmoMinuW => self.amo::<true>(d, |o, s| (o as u32).min(s as u32) as u64)?,
+            AmoMaxuW => self.amo::<true>(d, |o, s| (o as u32).max(s as u32) as u64)?,
+            AmoSwapD => self.amo::<false>(d, |_, s| s)?,
+            AmoAddD => self.amo::<false>(d, |o, s| o.wrapping_add(s))?,
+            AmoXorD => self.amo::<false>(d, |o, s| o ^ s)?,
+            AmoAndD => self.amo::<false>(d, |o, s| o & s)?,
+            AmoOrD => self.amo::<false>(d, |o, s| o | s)?,
+            AmoMinD => self.amo::<false>(d, |o, s| (o as i64).min(s as i64) as u64)?,
+            AmoMaxD => self.amo::<false>(d, |o, s| (o as i64).max(s as i64) as u64)?,
+            AmoMinuD => self.amo::<false>(d, |o, s| o.min(s))?,
+            AmoMaxuD => self.amo::<false>(d, |o, s| o.max(s))?,
+            Illegal | Undecoded => return Err(self.illegal_insn()),
+            _ => self.execute_fp(d)?,
+        }
+        Ok(next)
+    }
+
+    #[inline(never)]
+    fn execute_fp(&mut self, d: Insn) -> Result<(), Exception> {
+        use Op::*;
+        if !self.fs_enabled() {
+            return Err(self.illegal_insn());
+        }
+        let rd = d.rd() as u8;
+        let a = self.x[d.rs1 as usize];
+        let imm = d.imm as i64 as u64;
+        let mut fl = Flags(0);
+        match d.op {
+            Flw => {
+                let v = self.load::<4>(a.wrapping_add(imm))?;
+                self.set_fs(rd, v as u32);
+                return Ok(());
+            }
+            Fld => {
+                let v = self.load::<8>(a.wrapping_add(imm))?;
+                self.set_fd(rd, v);
+                return Ok(());
+            }
+            Fsw => return self.store::<4>(a.wrapping_add(imm), self.f[d.rs2 as usize]),
+            Fsd => return self.store::<8>(a.wrapping_add(imm), self.f[d.rs2 as usize]),
+            _ => {}
+        }
+        let (s1, s2, s3) = (self.fs(d.rs1), self.fs(d.rs2), self.fs(d.rs3()));
+        let (d1, d2, d3) = (
+            self.f[d.rs1 as usize],
+            self.f[d.rs2 as usize],
+            self.f[d.rs3() as usize],
+        );
+        let needs_rm = !matches!(
+            d.op,
+            FsgnjS
+                | FsgnjnS
+                | FsgnjxS
+                | FminS
+                | FmaxS
+                | FmvXW
+                | FclassS
+                | FeqS
+                | FltS
+                | FleS
+                | FmvWX
+                | FsgnjD
+                | FsgnjnD
+                | FsgnjxD
+                | FminD
+                | FmaxD
+                | FmvXD
+                | FclassD
+                | FeqD
+                | FltD
+                | FleD
+                | FmvDX
+        );
+        let rm = if needs_rm {
+            self.rounding(d.rm())?
+        } else {
+            Rounding::Rne
+        };
+        const S_SIGN: u32 = 0x8000_0000;
+        const D_SIGN: u64 = 1 << 63;
+        enum R {
+            S(u32),
+            D(u64),
+            X(u64),
+        }
+        let r = match d.op {
+            FmaddS => R::S(fpu::fma32(s1, s2, s3, false, false, rm, &mut fl)),
+            FmsubS => R::S(fpu::fma32(s1, s2, s3, false, true, rm, &mut fl)),
+            FnmsubS => R::S(fpu::fma32(s1, s2, s3, true, false, rm, &mut fl)),
+            FnmaddS => R::S(fpu::fma32(s1, s2, s3, true, true, rm, &mut fl)),
+            FaddS => R::S(fpu::add32(s1, s2, rm, &mut fl)),
+            FsubS => R::S(fpu::sub32(s1, s2, rm, &mut fl)),
+            FmulS => R::S(fpu::mul32(s1, s2, rm, &mut fl)),
+            FdivS => R::S(fpu::div32(s1, s2, rm, &mut fl)),
+            FsqrtS => R::S(fpu::sqrt32(s1, rm, &mut fl)),
+            FsgnjS => R::S((s1 & !S_SIGN) | (s2 & S_SIGN)),
+            FsgnjnS => R::S((s1 & !S_SIGN) | (!s2 & S_SIGN)),
+            FsgnjxS => R::S(s1 ^ (s2 & S_SIGN)),
+            FminS => R::S(fpu::min32(s1, s2, &mut fl)),
+            FmaxS => R::S(fpu::max32(s1, s2, &mut fl)),
+            FcvtWS => R::X(fpu::f32_to_i32(s1, rm, &mut fl) as i64 as u64),
+            FcvtWuS => R::X(sx32(fpu::f32_to_u32(s1, rm, &mut fl) as u64)),
+            FcvtLS => R::X(fpu::f32_to_i64(s1, rm, &mut fl) as u64),
+            FcvtLuS => R::X(fpu::f32_to_u64(s1, rm, &mut fl)),
+            FmvXW => R::X(sx32(d1)),
+            FclassS => R::X(fpu::classify32(s1)),
+            FeqS => R::X(fpu::eq32(s1, s2, &mut fl) as u64),
+            FltS => R::X(fpu::lt32(s1, s2, &mut fl) as u64),
+            FleS => R::X(fpu::le32(s1, s2, &mut fl) as u64),
+            FcvtSW => R::S(fpu::i32_to_f32(a as i32, rm, &mut fl)),
+            FcvtSWu => R::S(fpu::u32_to_f32(a as u32, rm, &mut fl)),
+            FcvtSL => R::S(fpu::i64_to_f32(a as i64, rm, &mut fl)),
+            FcvtSLu => R::S(fpu::u64_to_f32(a, rm, &mut fl)),
+            FmvWX => R::S(a as u32),
+            FmaddD => R::D(fpu::fma64(d1, d2, d3, false, false, rm, &mut fl)),
+            FmsubD => R::D(fpu::fma64(d1, d2, d3, false, true, rm, &mut fl)),
+            FnmsubD => R::D(fpu::fma64(d1, d2, d3, true, false, rm, &mut fl)),
+            FnmaddD => R::D(fpu::fma64(d1, d2, d3, true, true, rm, &mut fl)),
+            FaddD => R::D(fpu::add64(d1, d2, rm, &mut fl)),
+            FsubD => R::D(fpu::sub64(d1, d2, rm, &mut fl)),
+            FmulD => R::D(fpu::mul64(d1, d2, rm, &mut fl)),
+            FdivD => R::D(fpu::div64(d1, d2, rm, &mut fl)),
+            FsqrtD => R::D(fpu::sqrt64(d1, rm, &mut fl)),
+            FsgnjD => R::D((d1 & !D_SIGN) | (d2 & D_SIGN)),
+            FsgnjnD => R::D((d1 & !D_SIGN) | (!d2 & D_SIGN)),
+            FsgnjxD => R::D(d1 ^ (d2 & D_SIGN)),
+            FminD => R::D(fpu::min64(d1, d2, &mut fl)),
+            FmaxD => R::D(fpu::max64(d1, d2, &mut fl)),
+            FcvtSD => R::S(fpu::f64_to_f32(d1, rm, &mut fl)),
+            FcvtDS => R::D(fpu::f32_to_f64(s1, &mut fl)),
+            FcvtWD => R::X(fpu::f64_to_i32(d1, rm, &mut fl) as i64 as u64),
+            FcvtWuD => R::X(sx32(fpu::f64_to_u32(d1, rm, &mut fl) as u64)),
+            FcvtLD => R::X(fpu::f64_to_i64(d1, rm, &mut fl) as u64),
+            FcvtLuD => R::X(fpu::f64_to_u64(d1, rm, &mut fl)),
+            FmvXD => R::X(d1),
+            FclassD => R::X(fpu::classify64(d1)),
+            FeqD => R::X(fpu::eq64(d1, d2, &mut fl) as u64),
+            FltD => R::X(fpu::lt64(d1, d2, &mut fl) as u64),
+            FleD => R::X(fpu::le64(d1, d2, &mut fl) as u64),
+            FcvtDW => R::D(fpu::i32_to_f64(a as i32, rm, &mut fl)),
+            FcvtDWu => R::D(fpu::u32_to_f64(a as u32, rm, &mut fl)),
+            FcvtDL => R::D(fpu::i64_to_f64(a as i64, rm, &mut fl)),
+            FcvtDLu => R::D(fpu::u64_to_f64(a, rm, &mut fl)),
+            FmvDX => R::D(a),
+            _ => return Err(self.illegal_insn()),
+        };
+        match r {
+            R::S(v) => self.set_fs(rd, v),
+            R::D(v) => self.set_fd(rd, v),
+            R::X(v) => self.x[rd as usize] = v,
+        }
+        if fl.0 != 0 {
+            self.fflags |= fl.0;
+            self.mark_fs_dirty();
+        }
+        Ok(())
+    }
+}

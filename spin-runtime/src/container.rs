@@ -1,0 +1,320 @@
+//! One container: its options, and a run of the emulator module in its own store.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spin_init::host::ControlSession;
+use spin_init::{Report, RunSpec};
+use wasmtime::{Linker, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::host::{self, ContainerHost, Signals};
+use crate::{Error, ImageSource, Runtime, engine};
+
+/// The largest guest memory the wasm build supports (wasm32 has 4 GiB in all).
+pub const MAX_MEMORY_MIB: u32 = 3 * 1024;
+/// Guest memory when none is asked for.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+/// Room in the module's memory beyond guest RAM (emulator state, caches, buffers).
+const MODULE_OVERHEAD: usize = 256 << 20;
+
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    code: i32,
+    stopped: bool,
+}
+
+impl ExitStatus {
+    /// The exit code: the command's, or 128+N when a signal N ended it; 137 when
+    /// the host stopped the container (as `docker stop` ends with SIGKILL).
+    pub fn code(&self) -> i32 {
+        self.code
+    }
+
+    /// Whether the command exited with 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Whether the host stopped the container (by [`StopHandle::stop`] or its time limit).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+}
+
+/// Stops a running container from any thread.
+#[derive(Clone)]
+pub struct StopHandle(Arc<Signals>);
+
+impl StopHandle {
+    /// Ends the container promptly; its `run` returns a stopped [`ExitStatus`].
+    pub fn stop(&self) {
+        self.0.stop();
+    }
+}
+
+/// A container being configured; [`Container::run`] runs it.
+pub struct Container<'r> {
+    runtime: &'r Runtime,
+    image: ImageSource,
+    spec: RunSpec,
+    memory_mib: u32,
+    timeout: Option<Duration>,
+    stdin: Option<Box<dyn Read + Send>>,
+    stdout: Box<dyn Write + Send>,
+    stderr: Box<dyn Write + Send>,
+    signals: Arc<Signals>,
+}
+
+impl<'r> Container<'r> {
+    pub(crate) fn new(runtime: &'r Runtime, image: ImageSource) -> Container<'r> {
+        Container {
+            runtime,
+            image,
+            // Starts with Docker's default PATH, which `env("PATH", ..)` replaces.
+            spec: RunSpec::command(Vec::<String>::new()),
+            memory_mib: DEFAULT_MEMORY_MIB,
+            timeout: None,
+            stdin: None,
+            stdout: Box::new(std::io::stdout()),
+            stderr: Box::new(std::io::stderr()),
+            signals: Arc::default(),
+        }
+    }
+
+    /// The command and its arguments.
+    pub fn command<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.spec.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets an environment variable (replacing an earlier value of the same key).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.spec
+            .env
+            .retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+        self.spec.env.push(format!("{key}={}", value.into()));
+        self
+    }
+
+    /// The working directory (absolute; created if missing).
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.spec.cwd = dir.into();
+        self
+    }
+
+    /// The numeric user and group the command runs as.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.spec.uid = uid;
+        self.spec.gid = gid;
+        self
+    }
+
+    /// Guest memory in MiB (at most [`MAX_MEMORY_MIB`]).
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Stops the container after `limit` (its status then says [`ExitStatus::stopped`]).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Feeds the container's stdin from `reader` (otherwise it reads `/dev/null`).
+    ///
+    /// Not yet: the end of `reader` is not passed on, so a command that reads
+    /// until end-of-file waits for more.
+    pub fn stdin(mut self, reader: impl Read + Send + 'static) -> Self {
+        self.stdin = Some(Box::new(reader));
+        self.spec.stdin = true;
+        self
+    }
+
+    /// Where the container's stdout goes (default: this process's stdout).
+    pub fn stdout(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.stdout = Box::new(writer);
+        self
+    }
+
+    /// Where the container's stderr goes (default: this process's stderr).
+    pub fn stderr(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.stderr = Box::new(writer);
+        self
+    }
+
+    /// A handle that stops this container from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.signals.clone())
+    }
+
+    /// Boots the guest, runs the command, and returns how it ended.
+    pub fn run(self) -> Result<ExitStatus, Error> {
+        let image = self.image_file()?;
+        self.spec.validate().map_err(Error::Invalid)?;
+        if self.memory_mib < 64 || self.memory_mib > MAX_MEMORY_MIB {
+            return Err(Error::Invalid(format!(
+                "memory of {} MiB: choose 64 to {MAX_MEMORY_MIB} MiB",
+                self.memory_mib
+            )));
+        }
+        let files = &self.runtime.files;
+        let parent = |p: &Path| {
+            p.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| ".".into())
+        };
+        let (kernel_dir, initrd_dir, image_dir) = (
+            parent(&files.kernel),
+            parent(&files.initramfs),
+            parent(&image),
+        );
+        let name = |p: &Path| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        };
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stderr()
+            .arg(self.runtime.arch.emulator_name())
+            .args(&[
+                "--kernel".to_string(),
+                format!("/spin/kernel/{}", name(&files.kernel)),
+                "--initrd".to_string(),
+                format!("/spin/initrd/{}", name(&files.initramfs)),
+                "--disk".to_string(),
+                format!("/spin/image/{}", name(&image)),
+                "--mem".to_string(),
+                self.memory_mib.to_string(),
+            ]);
+        for (dir, guest) in [
+            (&kernel_dir, "/spin/kernel"),
+            (&initrd_dir, "/spin/initrd"),
+            (&image_dir, "/spin/image"),
+        ] {
+            wasi.preopened_dir(dir, guest, FsPerms::ReadOnly)
+                .map_err(|e| {
+                    Error::Engine(format!("sharing {} with the emulator: {e}", dir.display()))
+                })?;
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory_mib as usize * (1 << 20) + MODULE_OVERHEAD)
+            .build();
+        let engine = engine::engine()?;
+        let mut store = Store::new(
+            engine,
+            ContainerHost {
+                wasi: wasi.build_p1(),
+                control: ControlSession::new(&self.spec),
+                stdout: self.stdout,
+                stderr: self.stderr,
+                signals: self.signals.clone(),
+                kernel_log: Default::default(),
+                limits,
+            },
+        );
+        store.limiter(|host| &mut host.limits);
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            let host = ctx.data();
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if expired {
+                host.signals.stop();
+            }
+            if host.signals.stop_requested() {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+
+        let mut linker: Linker<ContainerHost> = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut ContainerHost| &mut h.wasi)
+            .map_err(|e| Error::Engine(format!("linking WASI: {e}")))?;
+        host::add_to_linker(&mut linker)
+            .map_err(|e| Error::Engine(format!("linking spin_v1: {e}")))?;
+
+        if let Some(mut reader) = self.stdin {
+            let signals = self.signals.clone();
+            std::thread::Builder::new()
+                .name("spin-stdin".into())
+                .spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    // The guest is not told when stdin ends (see `host::console_read`).
+                    while let Ok(n @ 1..) = reader.read(&mut buf) {
+                        signals.push_stdin(&buf[..n]);
+                    }
+                })
+                .map_err(|source| Error::Io {
+                    what: "starting the stdin thread".into(),
+                    source,
+                })?;
+        }
+
+        let instance = linker
+            .instantiate(&mut store, &self.runtime.module)
+            .map_err(|e| Error::Engine(format!("instantiating the emulator: {e}")))?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|e| Error::Engine(format!("the emulator module is no WASI command: {e}")))?;
+        let outcome = start.call(&mut store, ());
+        let stopped = self.signals.stop_requested();
+        let host = store.data();
+        if let Some(report) = host.control.report() {
+            return match report {
+                Report::Exit(code) => Ok(ExitStatus {
+                    code: *code,
+                    stopped: false,
+                }),
+                Report::Error(msg) => Err(Error::Guest(msg.clone())),
+            };
+        }
+        if stopped {
+            return Ok(ExitStatus {
+                code: 137,
+                stopped: true,
+            });
+        }
+        let detail = match outcome {
+            Ok(()) => "the emulator exited".to_string(),
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(exit) => format!("the emulator exited with {}", exit.0),
+                None => format!("the emulator failed: {e:?}"),
+            },
+        };
+        Err(Error::NoReport {
+            detail,
+            kernel_log: host.kernel_log_text(),
+        })
+    }
+
+    fn image_file(&self) -> Result<PathBuf, Error> {
+        match &self.image {
+            ImageSource::Image(_) => Err(Error::Unsupported(
+                "running an image by name (use ImageFile)",
+            )),
+            ImageSource::ImageFile(path) => {
+                if !path.is_file() {
+                    return Err(Error::Missing {
+                        what: "the image file",
+                        path: path.clone(),
+                        hint: "",
+                    });
+                }
+                Ok(path.clone())
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The host side of `spin_v1` (see `spin_virtio::host_abi`): what one running
+//! container's emulator module may reach.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use spin_init::host::ControlSession;
+use spin_virtio::host_abi::{
+    EVENT_INPUT, EVENT_STOP, MODULE, PORT_CONTROL, PORT_KERNEL, PORT_STDERR, PORT_STDOUT,
+};
+use wasmtime::{Caller, Extern, Linker};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// How much of the kernel console is kept for error messages.
+const KERNEL_LOG_KEEP: usize = 16 * 1024;
+
+/// State shared between a running container and the threads that feed or stop it.
+#[derive(Default)]
+pub(crate) struct Signals {
+    state: Mutex<SignalState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SignalState {
+    stop: bool,
+    stdin: VecDeque<u8>,
+}
+
+impl Signals {
+    /// Asks the container to stop and wakes it if it idles.
+    pub(crate) fn stop(&self) {
+        self.state.lock().expect("signals poisoned").stop = true;
+        self.wake.notify_all();
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.state.lock().expect("signals poisoned").stop
+    }
+
+    /// Queues stdin bytes for the guest.
+    pub(crate) fn push_stdin(&self, data: &[u8]) {
+        self.state
+            .lock()
+            .expect("signals poisoned")
+            .stdin
+            .extend(data);
+        self.wake.notify_all();
+    }
+}
+
+/// Everything the imports of one container touch.
+pub(crate) struct ContainerHost {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) control: ControlSession,
+    pub(crate) stdout: Box<dyn Write + Send>,
+    pub(crate) stderr: Box<dyn Write + Send>,
+    pub(crate) signals: Arc<Signals>,
+    pub(crate) kernel_log: VecDeque<u8>,
+    pub(crate) limits: wasmtime::StoreLimits,
+}
+
+impl ContainerHost {
+    fn console_write(&mut self, port: u32, data: &[u8]) -> usize {
+        match port {
+            PORT_CONTROL => self.control.feed(data),
+            PORT_STDOUT => {
+                // A closed reader is the caller's choice: the output is dropped.
+                let _ = self
+                    .stdout
+                    .write_all(data)
+                    .and_then(|_| self.stdout.flush());
+            }
+            PORT_STDERR => {
+                let _ = self
+                    .stderr
+                    .write_all(data)
+                    .and_then(|_| self.stderr.flush());
+            }
+            PORT_KERNEL => {
+                self.kernel_log.extend(data);
+                let excess = self.kernel_log.len().saturating_sub(KERNEL_LOG_KEEP);
+                self.kernel_log.drain(..excess);
+                tracing::trace!(target: "spin::guest", "{}", String::from_utf8_lossy(data));
+            }
+            _ => {}
+        }
+        data.len()
+    }
+
+    fn console_read(&mut self, port: u32, buf: &mut [u8]) -> i32 {
+        match port {
+            PORT_CONTROL => self.control.take_input(buf) as i32,
+            PORT_STDOUT => {
+                // The end of stdin is not passed on: a virtio port closed by the host
+                // also blocks the guest's writes on it, and stdout shares the port.
+                let mut s = self.signals.state.lock().expect("signals poisoned");
+                let n = buf.len().min(s.stdin.len());
+                for (dst, src) in buf.iter_mut().zip(s.stdin.drain(..n)) {
+                    *dst = src;
+                }
+                n as i32
+            }
+            _ => 0,
+        }
+    }
+
+    fn wait(&mut self, timeout_ns: u64) -> u32 {
+        let events = |s: &SignalState, control: &ControlSession| {
+            let mut e = 0;
+            if s.stop {
+                e |= EVENT_STOP;
+            }
+            if !s.stdin.is_empty() || control.has_input() {
+                e |= EVENT_INPUT;
+            }
+            e
+        };
+        let timeout = Duration::from_nanos(timeout_ns);
+        let signals = self.signals.clone();
+        let guard = signals.state.lock().expect("signals poisoned");
+        let now = events(&guard, &self.control);
+        if now != 0 || timeout.is_zero() {
+            return now;
+        }
+        let control = &self.control;
+        let (guard, _) = signals
+            .wake
+            .wait_timeout_while(guard, timeout, |s| events(s, control) == 0)
+            .expect("signals poisoned");
+        events(&guard, &self.control)
+    }
+
+    /// The last lines of the kernel console (for error messages).
+    pub(crate) fn kernel_log_text(&self) -> String {
+        let bytes: Vec<u8> = self.kernel_log.iter().copied().collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Guest memory of the calling module, or a trap.
+fn memory(caller: &mut Caller<'_, ContainerHost>) -> wasmtime::Result<wasmtime::Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Ok(m),
+        _ => Err(wasmtime::Error::msg(
+            "the emulator module exports no memory",
+        )),
+    }
+}
+
+/// A checked range of the module's memory.
+fn range(data_len: usize, ptr: u32, len: u32) -> wasmtime::Result<std::ops::Range<usize>> {
+    let start = ptr as usize;
+    let end = start
+        .checked_add(len as usize)
+        .filter(|&e| e <= data_len)
+        .ok_or_else(|| wasmtime::Error::msg("spin_v1 call with a buffer outside memory"))?;
+    Ok(start..end)
+}
+
+/// Adds the `spin_v1` imports to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<ContainerHost>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        MODULE,
+        "console_write",
+        |mut caller: Caller<'_, ContainerHost>,
+         port: u32,
+         ptr: u32,
+         len: u32|
+         -> wasmtime::Result<u32> {
+            let mem = memory(&mut caller)?;
+            let (data, host) = mem.data_and_store_mut(&mut caller);
+            let r = range(data.len(), ptr, len)?;
+            Ok(host.console_write(port, &data[r]) as u32)
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "console_read",
+        |mut caller: Caller<'_, ContainerHost>,
+         port: u32,
+         ptr: u32,
+         cap: u32|
+         -> wasmtime::Result<i32> {
+            let mem = memory(&mut caller)?;
+            let (data, host) = mem.data_and_store_mut(&mut caller);
+            let r = range(data.len(), ptr, cap)?;
+            Ok(host.console_read(port, &mut data[r]))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "wait",
+        |mut caller: Caller<'_, ContainerHost>, timeout_ns: u64| -> u32 {
+            caller.data_mut().wait(timeout_ns)
+        },
+    )?;
+    // The network and the 9p server are not connected yet: frames are dropped and
+    // 9p calls get no reply (the runtime refuses mounts and networking until then).
+    linker.func_wrap(
+        MODULE,
+        "net_send",
+        |_: Caller<'_, ContainerHost>, _ptr: u32, _len: u32| {},
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "net_recv",
+        |_: Caller<'_, ContainerHost>, _ptr: u32, _cap: u32| -> u32 { 0 },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fs_call",
+        |_: Caller<'_, ContainerHost>,
+         _share: u32,
+         _req: u32,
+         _req_len: u32,
+         _resp: u32,
+         _cap: u32|
+         -> u32 { 0 },
+    )?;
+    Ok(())
+}

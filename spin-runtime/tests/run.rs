@@ -1,0 +1,168 @@
+//! Containers on spin's own riscv64 emulator (wasm build) under wasmtime.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use spin_runtime::{Arch, ImageSource, Runtime};
+
+/// A writer that collects what the container writes.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn busybox() -> ImageSource {
+    let root = std::env::var_os("SPIN_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/spin"));
+    ImageSource::ImageFile(root.join("images/busybox-riscv64.sqfs"))
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(Arch::Riscv64).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn uname_and_exit_codes_and_separate_streams() {
+    let rt = runtime();
+    let (out, err) = (Capture::default(), Capture::default());
+    let status = rt
+        .container(busybox())
+        .command(["sh", "-c", "uname -m; echo oops >&2; exit 7"])
+        .stdout(out.clone())
+        .stderr(err.clone())
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.text(), "riscv64\n");
+    assert_eq!(err.text(), "oops\n");
+    assert_eq!(status.code(), 7);
+}
+
+#[test]
+fn stop_ends_a_container_that_never_ends() {
+    let rt = runtime();
+    let container = rt.container(busybox()).command(["sleep", "1000"]);
+    let stop = container.stop_handle();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        stop.stop();
+    });
+    let started = std::time::Instant::now();
+    let status = container.run().unwrap_or_else(|e| panic!("{e}"));
+    stopper.join().unwrap();
+    assert!(status.stopped());
+    assert_eq!(status.code(), 137);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn env_workdir_user_and_stdin() {
+    let rt = runtime();
+    let out = Capture::default();
+    let status = rt
+        .container(busybox())
+        .command([
+            "sh",
+            "-c",
+            "read line; echo \"$SPIN|$(pwd)|$(id -u)|$line\"",
+        ])
+        .env("SPIN", "is awesome")
+        .workdir("/tmp/work")
+        .user(1000, 1000)
+        .stdin(std::io::Cursor::new(b"from stdin\n".to_vec()))
+        .stdout(out.clone())
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), 0);
+    assert_eq!(out.text(), "is awesome|/tmp/work|1000|from stdin\n");
+}
+
+#[test]
+fn two_containers_at_once() {
+    let rt = runtime();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let rt = &rt;
+                s.spawn(move || {
+                    let out = Capture::default();
+                    let status = rt
+                        .container(busybox())
+                        .command(["sh", "-c", &format!("echo container {i}")])
+                        .stdout(out.clone())
+                        .run()
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    (status.code(), out.text())
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), (0, format!("container {i}\n")));
+        }
+    });
+}
+
+#[test]
+fn bad_options_are_refused_before_boot() {
+    let rt = runtime();
+    let missing = rt
+        .container(ImageSource::ImageFile("/nonexistent/image.sqfs".into()))
+        .command(["true"])
+        .run();
+    assert!(
+        matches!(missing, Err(spin_runtime::Error::Missing { .. })),
+        "{missing:?}"
+    );
+    let too_big = rt
+        .container(busybox())
+        .command(["true"])
+        .memory_mib(8192)
+        .run();
+    assert!(
+        matches!(too_big, Err(spin_runtime::Error::Invalid(_))),
+        "{too_big:?}"
+    );
+    let relative = rt
+        .container(busybox())
+        .command(["true"])
+        .workdir("tmp")
+        .run();
+    assert!(
+        matches!(relative, Err(spin_runtime::Error::Invalid(_))),
+        "{relative:?}"
+    );
+    let no_command = rt.container(busybox()).run();
+    assert!(
+        matches!(no_command, Err(spin_runtime::Error::Invalid(_))),
+        "{no_command:?}"
+    );
+}
+
+#[test]
+fn a_missing_command_exits_127() {
+    let rt = runtime();
+    let err = Capture::default();
+    let status = rt
+        .container(busybox())
+        .command(["no-such-command"])
+        .stderr(err.clone())
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), 127);
+    assert!(err.text().contains("no-such-command"), "{}", err.text());
+}

@@ -1,0 +1,197 @@
+//! `cargo xtask boot`: boots the guest on spin's own emulator and runs one command.
+//!
+//! `cargo xtask boot [--arch riscv64] [--native] [--disk FILE.sqfs] [--mem MiB] -- CMD ARGS...`
+//!
+//! The default backend is the wasm module under wasmtime (through spin-runtime);
+//! `--native` runs the emulator library directly in this process.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use spin_init::host::ControlSession;
+use spin_init::{Report, RunSpec};
+
+use crate::artifacts_dir;
+
+struct Options {
+    arch: String,
+    native: bool,
+    disk: Option<PathBuf>,
+    mem_mib: u32,
+    command: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        arch: "riscv64".into(),
+        native: false,
+        disk: None,
+        mem_mib: 256,
+        command: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--arch" => o.arch = it.next().context("--arch needs a value")?.clone(),
+            "--native" => o.native = true,
+            "--disk" => o.disk = Some(it.next().context("--disk needs a file")?.into()),
+            "--mem" => {
+                o.mem_mib = it
+                    .next()
+                    .context("--mem needs MiB")?
+                    .parse()
+                    .context("--mem needs MiB")?
+            }
+            "--" => {
+                o.command = it.cloned().collect();
+                break;
+            }
+            other => bail!(
+                "unknown option {other:?} (usage: boot [--arch A] [--native] [--disk F] [--mem MiB] -- CMD...)"
+            ),
+        }
+    }
+    if o.command.is_empty() {
+        bail!("no command: cargo xtask boot [options] -- CMD ARGS...");
+    }
+    if o.arch != "riscv64" {
+        bail!("only --arch riscv64 boots so far (the x86-64 emulator is not written yet)");
+    }
+    Ok(o)
+}
+
+/// Runs the command; returns its exit code.
+pub fn boot(args: &[String]) -> Result<i32> {
+    let o = parse(args)?;
+    let disk = o
+        .disk
+        .clone()
+        .unwrap_or_else(|| artifacts_dir().join("images/busybox-riscv64.sqfs"));
+    if !disk.is_file() {
+        bail!(
+            "{} is missing: run `cargo xtask build-guest`",
+            disk.display()
+        );
+    }
+    let start = Instant::now();
+    let code = if o.native {
+        native::run(&o, &disk)?
+    } else {
+        let runtime = spin_runtime::Runtime::new(spin_runtime::Arch::Riscv64)?;
+        let status = runtime
+            .container(spin_runtime::ImageSource::ImageFile(disk))
+            .command(o.command.clone())
+            .memory_mib(o.mem_mib)
+            .run()?;
+        status.code()
+    };
+    eprintln!(
+        "boot: {} backend, exit {code}, {:.2?}",
+        if o.native { "native" } else { "wasm" },
+        start.elapsed()
+    );
+    Ok(code)
+}
+
+mod native {
+    use super::*;
+    use spin_emu_riscv::bus::MmioDevice;
+    use spin_emu_riscv::host::StdClock;
+    use spin_emu_riscv::machine::{Console, Machine, MachineConfig, RunResult};
+    use spin_virtio::block::FileBackend;
+    use spin_virtio::console::{ConsoleBackend, PortConfig};
+    use spin_virtio::guest::GuestDevices;
+    use spin_virtio::host_abi::{PORT_CONTROL, PORT_STDERR, PORT_STDOUT};
+    use std::sync::{Arc, Mutex};
+
+    /// The console ports wired to this process: control session, stdout, stderr.
+    struct Ports(Arc<Mutex<ControlSession>>);
+
+    impl ConsoleBackend for Ports {
+        fn write(&mut self, port: usize, data: &[u8]) -> usize {
+            match port as u32 {
+                PORT_CONTROL => self.0.lock().expect("session poisoned").feed(data),
+                PORT_STDOUT => {
+                    let _ = std::io::stdout().write_all(data);
+                }
+                PORT_STDERR => {
+                    let _ = std::io::stderr().write_all(data);
+                }
+                _ => {}
+            }
+            data.len()
+        }
+
+        fn read(&mut self, port: usize, buf: &mut [u8]) -> usize {
+            match port as u32 {
+                PORT_CONTROL => self.0.lock().expect("session poisoned").take_input(buf),
+                _ => 0,
+            }
+        }
+    }
+
+    /// Kernel messages are dropped unless asked for.
+    struct KernelLog(bool);
+
+    impl Console for KernelLog {
+        fn write(&mut self, bytes: &[u8]) {
+            if self.0 {
+                let _ = std::io::stderr().write_all(bytes);
+            }
+        }
+    }
+
+    pub fn run(o: &Options, disk: &std::path::Path) -> Result<i32> {
+        let guest = artifacts_dir().join("guest/riscv64");
+        let kernel = std::fs::read(guest.join("Image"))
+            .context("reading the kernel (cargo xtask build-guest)")?;
+        let initrd =
+            std::fs::read(guest.join("initramfs.cpio.gz")).context("reading the initramfs")?;
+        let session = Arc::new(Mutex::new(ControlSession::new(&RunSpec::command(
+            o.command.clone(),
+        ))));
+        let devices = GuestDevices {
+            disk: Some(Box::new(FileBackend::new(
+                std::fs::File::open(disk)?,
+                true,
+            )?)),
+            console: Some((
+                Box::new(Ports(session.clone())),
+                ["spin.control", "spin.stdout", "spin.stderr"]
+                    .map(PortConfig::named)
+                    .to_vec(),
+            )),
+            ..GuestDevices::default()
+        };
+        let devices: Vec<Box<dyn MmioDevice>> = devices
+            .into_transports()
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn MmioDevice>)
+            .collect();
+        let config = MachineConfig {
+            ram_size: u64::from(o.mem_mib) << 20,
+            ..MachineConfig::default()
+        };
+        let verbose = std::env::var_os("SPIN_KERNEL_LOG").is_some();
+        let mut machine = Machine::new(
+            &config,
+            &kernel,
+            Some(&initrd),
+            devices,
+            Box::new(KernelLog(verbose)),
+            Box::new(StdClock::default()),
+        )?;
+        match machine.run(None) {
+            RunResult::Reset { .. } => {}
+            other => bail!("the machine ended with {other:?}"),
+        }
+        let _ = std::io::stdout().flush();
+        match session.lock().expect("session poisoned").report() {
+            Some(Report::Exit(code)) => Ok(*code),
+            Some(Report::Error(e)) => bail!("the container did not start: {e}"),
+            None => bail!("the guest powered off without an exit report"),
+        }
+    }
+}
