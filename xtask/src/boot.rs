@@ -6,8 +6,9 @@
 //! `--native` runs the emulator library directly in this process.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use spin_init::host::ControlSession;
@@ -62,6 +63,80 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
+/// What one run produced, whichever backend ran it.
+pub struct RunOutput {
+    /// The container's exit code.
+    pub code: i32,
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+    /// Time from the start to the first byte of stdout.
+    pub first_output: Option<Duration>,
+    /// Time from the start to the end.
+    pub total: Duration,
+    /// Guest instructions executed (native runs only).
+    pub instructions: Option<u64>,
+}
+
+/// Collects stdout and remembers when its first byte came.
+#[derive(Clone)]
+struct Capture {
+    start: Instant,
+    echo: bool,
+    inner: Arc<Mutex<(Vec<u8>, Option<Duration>)>>,
+}
+
+impl Capture {
+    fn new(start: Instant, echo: bool) -> Capture {
+        Capture {
+            start,
+            echo,
+            inner: Arc::default(),
+        }
+    }
+
+    fn take(&self) -> (Vec<u8>, Option<Duration>) {
+        std::mem::take(&mut *self.inner.lock().expect("capture poisoned"))
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut inner = self.inner.lock().expect("capture poisoned");
+        inner.1.get_or_insert_with(|| self.start.elapsed());
+        inner.0.extend_from_slice(buf);
+        if self.echo {
+            std::io::stdout().write_all(buf)?;
+            std::io::stdout().flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `command` in `disk` on the wasm emulator under wasmtime.
+pub fn run_wasm(command: &[String], disk: &Path, mem_mib: u32, echo: bool) -> Result<RunOutput> {
+    let start = Instant::now();
+    let out = Capture::new(start, echo);
+    let runtime = spin_runtime::Runtime::new(spin_runtime::Arch::Riscv64)?;
+    let status = runtime
+        .container(spin_runtime::ImageSource::ImageFile(disk.to_path_buf()))
+        .command(command.to_vec())
+        .memory_mib(mem_mib)
+        .stdout(out.clone())
+        .run()?;
+    let (stdout, first_output) = out.take();
+    Ok(RunOutput {
+        code: status.code(),
+        stdout,
+        first_output,
+        total: start.elapsed(),
+        instructions: None,
+    })
+}
+
 /// Runs the command; returns its exit code.
 pub fn boot(args: &[String]) -> Result<i32> {
     let o = parse(args)?;
@@ -75,27 +150,25 @@ pub fn boot(args: &[String]) -> Result<i32> {
             disk.display()
         );
     }
-    let start = Instant::now();
-    let code = if o.native {
-        native::run(&o, &disk)?
+    let run = if o.native {
+        native::run(&o.command, &disk, o.mem_mib, true)?
     } else {
-        let runtime = spin_runtime::Runtime::new(spin_runtime::Arch::Riscv64)?;
-        let status = runtime
-            .container(spin_runtime::ImageSource::ImageFile(disk))
-            .command(o.command.clone())
-            .memory_mib(o.mem_mib)
-            .run()?;
-        status.code()
+        run_wasm(&o.command, &disk, o.mem_mib, true)?
     };
     eprintln!(
-        "boot: {} backend, exit {code}, {:.2?}",
+        "boot: {} backend, exit {}, first output {:.2?}, total {:.2?}{}",
         if o.native { "native" } else { "wasm" },
-        start.elapsed()
+        run.code,
+        run.first_output.unwrap_or_default(),
+        run.total,
+        run.instructions
+            .map(|n| format!(", {n} guest instructions"))
+            .unwrap_or_default()
     );
-    Ok(code)
+    Ok(run.code)
 }
 
-mod native {
+pub mod native {
     use super::*;
     use spin_emu_riscv::bus::MmioDevice;
     use spin_emu_riscv::host::StdClock;
@@ -104,17 +177,16 @@ mod native {
     use spin_virtio::console::{ConsoleBackend, PortConfig};
     use spin_virtio::guest::GuestDevices;
     use spin_virtio::host_abi::{PORT_CONTROL, PORT_STDERR, PORT_STDOUT};
-    use std::sync::{Arc, Mutex};
 
     /// The console ports wired to this process: control session, stdout, stderr.
-    struct Ports(Arc<Mutex<ControlSession>>);
+    struct Ports(Arc<Mutex<ControlSession>>, Capture);
 
     impl ConsoleBackend for Ports {
         fn write(&mut self, port: usize, data: &[u8]) -> usize {
             match port as u32 {
                 PORT_CONTROL => self.0.lock().expect("session poisoned").feed(data),
                 PORT_STDOUT => {
-                    let _ = std::io::stdout().write_all(data);
+                    let _ = self.1.write_all(data);
                 }
                 PORT_STDERR => {
                     let _ = std::io::stderr().write_all(data);
@@ -132,7 +204,7 @@ mod native {
         }
     }
 
-    /// Kernel messages are dropped unless asked for.
+    /// Kernel messages are dropped unless asked for (`SPIN_KERNEL_LOG=1`).
     struct KernelLog(bool);
 
     impl Console for KernelLog {
@@ -143,22 +215,25 @@ mod native {
         }
     }
 
-    pub fn run(o: &Options, disk: &std::path::Path) -> Result<i32> {
+    /// Runs `command` in `disk` on the emulator library in this process.
+    pub fn run(command: &[String], disk: &Path, mem_mib: u32, echo: bool) -> Result<RunOutput> {
+        let start = Instant::now();
         let guest = artifacts_dir().join("guest/riscv64");
         let kernel = std::fs::read(guest.join("Image"))
             .context("reading the kernel (cargo xtask build-guest)")?;
         let initrd =
             std::fs::read(guest.join("initramfs.cpio.gz")).context("reading the initramfs")?;
         let session = Arc::new(Mutex::new(ControlSession::new(&RunSpec::command(
-            o.command.clone(),
+            command.to_vec(),
         ))));
+        let out = Capture::new(start, echo);
         let devices = GuestDevices {
             disk: Some(Box::new(FileBackend::new(
                 std::fs::File::open(disk)?,
                 true,
             )?)),
             console: Some((
-                Box::new(Ports(session.clone())),
+                Box::new(Ports(session.clone(), out.clone())),
                 ["spin.control", "spin.stdout", "spin.stderr"]
                     .map(PortConfig::named)
                     .to_vec(),
@@ -171,7 +246,7 @@ mod native {
             .map(|t| Box::new(t) as Box<dyn MmioDevice>)
             .collect();
         let config = MachineConfig {
-            ram_size: u64::from(o.mem_mib) << 20,
+            ram_size: u64::from(mem_mib) << 20,
             ..MachineConfig::default()
         };
         let verbose = std::env::var_os("SPIN_KERNEL_LOG").is_some();
@@ -187,11 +262,18 @@ mod native {
             RunResult::Reset { .. } => {}
             other => bail!("the machine ended with {other:?}"),
         }
-        let _ = std::io::stdout().flush();
-        match session.lock().expect("session poisoned").report() {
-            Some(Report::Exit(code)) => Ok(*code),
+        let code = match session.lock().expect("session poisoned").report() {
+            Some(Report::Exit(code)) => *code,
             Some(Report::Error(e)) => bail!("the container did not start: {e}"),
             None => bail!("the guest powered off without an exit report"),
-        }
+        };
+        let (stdout, first_output) = out.take();
+        Ok(RunOutput {
+            code,
+            stdout,
+            first_output,
+            total: start.elapsed(),
+            instructions: Some(machine.cpu.instret),
+        })
     }
 }

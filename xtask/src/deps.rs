@@ -45,7 +45,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("umoci", "builds test OCI images"),
     ("libsquashfs-dev", "squashfs writer library"),
     ("pkg-config", "finds libsquashfs"),
-    ("openssl", "signs the bearer tokens of the registry auth tests"),
+    (
+        "openssl",
+        "signs the bearer tokens of the registry auth tests",
+    ),
     ("python3", "reads xattrs back in the image tests"),
 ];
 

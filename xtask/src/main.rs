@@ -1,5 +1,6 @@
 //! spin's build and test tasks: `cargo xtask <command>`.
 
+mod bench;
 mod boot;
 mod cache;
 mod cpio;
@@ -24,6 +25,7 @@ commands:
   build-guest        build kernels, spin-init, initramfs and test images into target/spin/
   boot [--native] [--disk F.sqfs] [--mem MiB] -- CMD...
                      boot the riscv64 guest on spin's emulator (wasm by default) and run CMD
+  bench emu|net|pull run a benchmark (emu: qemu vs wasm vs native, side by side)
   demo               run the demo container (busybox: a greeting and `uname -m`)
   test               install, build and run every test (what CI runs)
 ";
@@ -49,6 +51,7 @@ fn run() -> Result<()> {
             let code = boot::boot(&args[1..])?;
             std::process::exit(code);
         }
+        "bench" => bench::bench(&args[1..]),
         "demo" => demo(),
         "test" => test(),
         "-h" | "--help" | "help" => {
