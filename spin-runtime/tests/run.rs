@@ -166,3 +166,28 @@ fn a_missing_command_exits_127() {
     assert_eq!(status.code(), 127);
     assert!(err.text().contains("no-such-command"), "{}", err.text());
 }
+
+/// The whole system against the reference peer: the same kernel, initramfs, image
+/// and commands under qemu-system-riscv64 give the same output and status.
+#[test]
+fn same_output_and_status_as_qemu() {
+    let rt = runtime();
+    let artifacts =
+        spin_qemu::Artifacts::locate(spin_qemu::Arch::Riscv64).unwrap_or_else(|e| panic!("{e}"));
+    let script = "uname -a; ls -l /bin | wc -l; echo $((6 * 7)); sort /etc/passwd; \
+                  echo a > /tmp/f && cat /tmp/f; exit 5";
+    let out = Capture::default();
+    let ours = rt
+        .container(busybox())
+        .command(["sh", "-c", script])
+        .stdout(out.clone())
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reference =
+        spin_qemu::QemuRun::new(artifacts, spin_init::RunSpec::command(["sh", "-c", script]))
+            .run()
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.text(), reference.stdout_text());
+    assert_eq!(Some(ours.code()), reference.exit_code());
+    assert_eq!(ours.code(), 5);
+}
