@@ -18,7 +18,6 @@ mod wasm {
     use spin_emu_riscv::bus::MmioDevice;
     use spin_emu_riscv::machine::{Clock, Console, Machine, MachineConfig, RunResult};
     use spin_virtio::block::FileBackend;
-    use spin_virtio::console::PortConfig;
     use spin_virtio::guest::GuestDevices;
     use spin_virtio::host_abi::{EVENT_STOP, PORT_KERNEL, wasm as abi};
 
@@ -141,9 +140,7 @@ mod wasm {
             }
             None => None,
         };
-        let ports = ["spin.control", "spin.stdout", "spin.stderr"]
-            .map(PortConfig::named)
-            .to_vec();
+        let ports = spin_virtio::host_abi::console_ports();
         let devices = GuestDevices {
             disk,
             console: Some((Box::new(abi::ImportConsole::default()), ports)),

@@ -222,3 +222,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ContainerHost>) -> wasmtime::Res
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use spin_virtio::host_abi::{PORT_CONTROL, PORT_NAMES, PORT_STDERR, PORT_STDOUT};
+
+    #[test]
+    fn port_numbers_name_the_ports_init_looks_for() {
+        assert_eq!(PORT_NAMES[PORT_CONTROL as usize], spin_init::CONTROL_PORT);
+        assert_eq!(PORT_NAMES[PORT_STDOUT as usize], spin_init::STDOUT_PORT);
+        assert_eq!(PORT_NAMES[PORT_STDERR as usize], spin_init::STDERR_PORT);
+    }
+}

@@ -28,6 +28,15 @@ pub const PORT_STDERR: u32 = 2;
 /// The kernel's console (diagnostics only; output only).
 pub const PORT_KERNEL: u32 = 3;
 
+/// The names of the console ports, indexed by their `PORT_*` number (the guest's
+/// init finds them by these names).
+pub const PORT_NAMES: [&str; 3] = ["spin.control", "spin.stdout", "spin.stderr"];
+
+/// The console ports of a spin guest, in `PORT_*` order.
+pub fn console_ports() -> Vec<crate::console::PortConfig> {
+    PORT_NAMES.map(crate::console::PortConfig::named).to_vec()
+}
+
 /// `wait` result bit: input (console, network) may be waiting.
 pub const EVENT_INPUT: u32 = 1;
 /// `wait` result bit: the host asks the machine to stop.

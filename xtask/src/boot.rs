@@ -174,7 +174,7 @@ pub mod native {
     use spin_emu_riscv::host::StdClock;
     use spin_emu_riscv::machine::{Console, Machine, MachineConfig, RunResult};
     use spin_virtio::block::FileBackend;
-    use spin_virtio::console::{ConsoleBackend, PortConfig};
+    use spin_virtio::console::ConsoleBackend;
     use spin_virtio::guest::GuestDevices;
     use spin_virtio::host_abi::{PORT_CONTROL, PORT_STDERR, PORT_STDOUT};
 
@@ -234,9 +234,7 @@ pub mod native {
             )?)),
             console: Some((
                 Box::new(Ports(session.clone(), out.clone())),
-                ["spin.control", "spin.stdout", "spin.stderr"]
-                    .map(PortConfig::named)
-                    .to_vec(),
+                spin_virtio::host_abi::console_ports(),
             )),
             ..GuestDevices::default()
         };
