@@ -94,20 +94,23 @@ pub fn temp_beside(dest: &Path) -> Result<PathBuf> {
 
 /// Copies `src` to `dest` through a temporary file and a rename.
 pub fn install_file(src: &Path, dest: &Path) -> Result<()> {
-    let parent = dest.parent().context("destination without parent")?;
-    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        dest.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    fs::copy(src, &tmp)
-        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
-    fs::rename(&tmp, dest).with_context(|| format!("moving {} into place", dest.display()))
+    replace_file(dest, |tmp| {
+        fs::copy(src, tmp)
+            .map(|_| ())
+            .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))
+    })
 }
 
 /// Writes `data` to `dest` through a temporary file and a rename.
 pub fn write_file(dest: &Path, data: &[u8]) -> Result<()> {
+    replace_file(dest, |tmp| {
+        fs::write(tmp, data).with_context(|| format!("writing {}", tmp.display()))
+    })
+}
+
+/// Fills a temporary file beside `dest` with `fill`, then renames it over `dest`,
+/// so readers see the old file or the new one, never a half-written one.
+fn replace_file(dest: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = dest.parent().context("destination without parent")?;
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let tmp = parent.join(format!(
@@ -115,6 +118,9 @@ pub fn write_file(dest: &Path, data: &[u8]) -> Result<()> {
         dest.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, dest).with_context(|| format!("moving {} into place", dest.display()))
 }
