@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spin_init::host::ControlSession;
-use spin_init::{Report, RunSpec};
+use spin_init::{NetworkSpec, Report, RunSpec};
+use spin_net::{Forward, NetConfig, Network, Policy};
 use wasmtime::{Linker, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use crate::host::{self, ContainerHost, Signals};
+use crate::host::{self, ContainerHost, NetHost, Signals};
 use crate::{Error, ImageSource, Runtime, engine};
 
 /// The largest guest memory the wasm build supports (wasm32 has 4 GiB in all).
@@ -56,6 +57,46 @@ impl StopHandle {
     }
 }
 
+/// A container's network: NAT through the host's network, port forwards from
+/// the host, and a policy on what the guest may reach (see [`spin_net`]).
+///
+/// The guest gets `eth0` with the configured address (10.0.2.15/24 by default),
+/// a default route through the gateway (10.0.2.2) and `/etc/resolv.conf`
+/// naming the DNS forwarder (10.0.2.3).
+#[derive(Debug, Clone, Default)]
+pub struct Networking {
+    config: NetConfig,
+}
+
+impl Networking {
+    /// The default network: outbound NAT to public and private addresses, no forwards.
+    pub fn new() -> Networking {
+        Networking::default()
+    }
+
+    /// A network from a full configuration (addresses, MTU, limits, ...).
+    pub fn from_config(config: NetConfig) -> Networking {
+        Networking { config }
+    }
+
+    /// Adds a port forward from the host (127.0.0.1 unless the forward says otherwise).
+    pub fn forward(mut self, forward: Forward) -> Networking {
+        self.config.forwards.push(forward);
+        self
+    }
+
+    /// Replaces the policy on what the guest may reach.
+    pub fn policy(mut self, policy: Policy) -> Networking {
+        self.config.policy = policy;
+        self
+    }
+
+    /// The configuration the network starts with.
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+}
+
 /// A container being configured; [`Container::run`] runs it.
 pub struct Container<'r> {
     runtime: &'r Runtime,
@@ -67,6 +108,7 @@ pub struct Container<'r> {
     stdout: Box<dyn Write + Send>,
     stderr: Box<dyn Write + Send>,
     signals: Arc<Signals>,
+    network: Option<NetConfig>,
 }
 
 impl<'r> Container<'r> {
@@ -82,6 +124,7 @@ impl<'r> Container<'r> {
             stdout: Box::new(std::io::stdout()),
             stderr: Box::new(std::io::stderr()),
             signals: Arc::default(),
+            network: None,
         }
     }
 
@@ -152,14 +195,28 @@ impl<'r> Container<'r> {
         self
     }
 
+    /// Gives the container a network (by default it has none, only `lo`).
+    pub fn network(mut self, networking: Networking) -> Self {
+        self.network = Some(networking.config);
+        self
+    }
+
     /// A handle that stops this container from another thread.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(self.signals.clone())
     }
 
     /// Boots the guest, runs the command, and returns how it ended.
-    pub fn run(self) -> Result<ExitStatus, Error> {
+    pub fn run(mut self) -> Result<ExitStatus, Error> {
         let image = self.image_file()?;
+        if let Some(net) = &self.network {
+            self.spec.network = Some(NetworkSpec {
+                address: net.guest_ip.to_string(),
+                prefix_len: net.subnet.prefix(),
+                gateway: net.gateway_ip.to_string(),
+                dns: net.dns_ip.to_string(),
+            });
+        }
         self.spec.validate().map_err(Error::Invalid)?;
         if self.memory_mib < 64 || self.memory_mib > MAX_MEMORY_MIB {
             return Err(Error::Invalid(format!(
@@ -208,6 +265,24 @@ impl<'r> Container<'r> {
                     Error::Engine(format!("sharing {} with the emulator: {e}", dir.display()))
                 })?;
         }
+        // Started before the guest so that a host port in use fails the run early.
+        let net = match self.network {
+            Some(config) => {
+                let mac = config.guest_mac;
+                let (handle, endpoint) = Network::start(config)?;
+                let signals = self.signals.clone();
+                endpoint.set_notifier(move || signals.wake());
+                wasi.args(&[
+                    "--net".to_string(),
+                    mac.map(|b| format!("{b:02x}")).join(":"),
+                ]);
+                Some(NetHost {
+                    endpoint,
+                    _handle: handle,
+                })
+            }
+            None => None,
+        };
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.memory_mib as usize * (1 << 20) + MODULE_OVERHEAD)
             .build();
@@ -222,6 +297,7 @@ impl<'r> Container<'r> {
                 signals: self.signals.clone(),
                 kernel_log: Default::default(),
                 limits,
+                net,
             },
         );
         store.limiter(|host| &mut host.limits);

@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use spin_init::host::ControlSession;
+use spin_net::{FrameEndpoint, NetworkHandle};
 use spin_virtio::host_abi::{
     EVENT_INPUT, EVENT_STOP, MODULE, PORT_CONTROL, PORT_KERNEL, PORT_STDERR, PORT_STDOUT,
 };
@@ -40,6 +41,13 @@ impl Signals {
         self.state.lock().expect("signals poisoned").stop
     }
 
+    /// Wakes the container if it idles, so that it looks for input (network frames).
+    pub(crate) fn wake(&self) {
+        // Taken so that a wake between `wait`'s check and its sleep is not lost.
+        let _guard = self.state.lock().expect("signals poisoned");
+        self.wake.notify_all();
+    }
+
     /// Queues stdin bytes for the guest.
     pub(crate) fn push_stdin(&self, data: &[u8]) {
         self.state
@@ -60,6 +68,14 @@ pub(crate) struct ContainerHost {
     pub(crate) signals: Arc<Signals>,
     pub(crate) kernel_log: VecDeque<u8>,
     pub(crate) limits: wasmtime::StoreLimits,
+    pub(crate) net: Option<NetHost>,
+}
+
+/// A container's running network: the guest's side of its frame queues.
+pub(crate) struct NetHost {
+    pub(crate) endpoint: FrameEndpoint,
+    /// Keeps the network running; dropped with the container.
+    pub(crate) _handle: NetworkHandle,
 }
 
 impl ContainerHost {
@@ -108,12 +124,13 @@ impl ContainerHost {
     }
 
     fn wait(&mut self, timeout_ns: u64) -> u32 {
+        let net = self.net.as_ref().map(|n| &n.endpoint);
         let events = |s: &SignalState, control: &ControlSession| {
             let mut e = 0;
             if s.stop {
                 e |= EVENT_STOP;
             }
-            if !s.stdin.is_empty() || control.has_input() {
+            if !s.stdin.is_empty() || control.has_input() || net.is_some_and(|n| n.has_frames()) {
                 e |= EVENT_INPUT;
             }
             e
@@ -131,6 +148,20 @@ impl ContainerHost {
             .wait_timeout_while(guard, timeout, |s| events(s, control) == 0)
             .expect("signals poisoned");
         events(&guard, &self.control)
+    }
+
+    fn net_send(&mut self, frame: &[u8]) {
+        if let Some(net) = &self.net {
+            // A full queue drops the frame, as a congested link would; TCP resends.
+            net.endpoint.send_to_network(frame);
+        }
+    }
+
+    fn net_recv(&mut self, buf: &mut [u8]) -> usize {
+        self.net
+            .as_ref()
+            .and_then(|n| n.endpoint.try_recv_from_network(buf))
+            .unwrap_or(0)
     }
 
     /// The last lines of the kernel console (for error messages).
@@ -197,18 +228,29 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ContainerHost>) -> wasmtime::Res
             caller.data_mut().wait(timeout_ns)
         },
     )?;
-    // The network and the 9p server are not connected yet: frames are dropped and
-    // 9p calls get no reply (the runtime refuses mounts and networking until then).
     linker.func_wrap(
         MODULE,
         "net_send",
-        |_: Caller<'_, ContainerHost>, _ptr: u32, _len: u32| {},
+        |mut caller: Caller<'_, ContainerHost>, ptr: u32, len: u32| -> wasmtime::Result<()> {
+            let mem = memory(&mut caller)?;
+            let (data, host) = mem.data_and_store_mut(&mut caller);
+            let r = range(data.len(), ptr, len)?;
+            host.net_send(&data[r]);
+            Ok(())
+        },
     )?;
     linker.func_wrap(
         MODULE,
         "net_recv",
-        |_: Caller<'_, ContainerHost>, _ptr: u32, _cap: u32| -> u32 { 0 },
+        |mut caller: Caller<'_, ContainerHost>, ptr: u32, cap: u32| -> wasmtime::Result<u32> {
+            let mem = memory(&mut caller)?;
+            let (data, host) = mem.data_and_store_mut(&mut caller);
+            let r = range(data.len(), ptr, cap)?;
+            Ok(host.net_recv(&mut data[r]) as u32)
+        },
     )?;
+    // The 9p server is not connected yet: calls get no reply (the runtime
+    // refuses mounts until then).
     linker.func_wrap(
         MODULE,
         "fs_call",

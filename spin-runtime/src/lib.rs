@@ -19,8 +19,22 @@
 //! # Ok::<(), spin_runtime::Error>(())
 //! ```
 //!
-//! Not there yet: images by name from a registry, mounts (9p), networking, and the
-//! native (non-wasm) backend. Asking for them is an error, never a silent no-op.
+//! A container with a network and a port forward (see [`Networking`]):
+//!
+//! ```no_run
+//! use spin_runtime::{Arch, Forward, ImageSource, Networking, Runtime};
+//!
+//! let runtime = Runtime::new(Arch::Riscv64)?;
+//! let status = runtime
+//!     .container(ImageSource::ImageFile("busybox.sqfs".into()))
+//!     .command(["httpd", "-f", "-p", "8080"])
+//!     .network(Networking::new().forward(Forward::tcp(18080, 8080)))
+//!     .run()?;
+//! # Ok::<(), spin_runtime::Error>(())
+//! ```
+//!
+//! Not there yet: images by name from a registry, mounts (9p), and the native
+//! (non-wasm) backend. Asking for them is an error, never a silent no-op.
 
 mod container;
 mod engine;
@@ -29,8 +43,9 @@ mod host;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use container::{Container, ExitStatus, StopHandle};
+pub use container::{Container, ExitStatus, Networking, StopHandle};
 pub use engine::module_cache_dir;
+pub use spin_net::{Forward, NetConfig, Policy};
 
 /// A guest architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,6 +130,9 @@ pub enum Error {
         /// The end of the kernel console.
         kernel_log: String,
     },
+    /// The container's network could not start (e.g. a host port in use).
+    #[error("the container's network: {0}")]
+    Network(#[from] spin_net::NetError),
     /// Host I/O failed.
     #[error("{what}: {source}")]
     Io {
