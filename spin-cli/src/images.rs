@@ -69,7 +69,8 @@ pub struct ExportArgs {
     dir: PathBuf,
 }
 
-fn open(store: &Path) -> Result<Registry> {
+/// Opens the image store.
+pub fn open(store: &Path) -> Result<Registry> {
     Registry::open(store)
         .with_context(|| format!("cannot open the image store at {}", store.display()))
 }
@@ -87,18 +88,37 @@ pub fn pull(store: &Path, a: PullArgs) -> Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("give both --username and --password (or neither)"),
     };
+    let platform = a
+        .platform
+        .as_deref()
+        .map(str::parse::<Platform>)
+        .transpose()?;
     let options = PullOptions {
-        platform: a
-            .platform
-            .as_deref()
-            .map(str::parse::<Platform>)
-            .transpose()?,
+        platform,
         insecure: a.insecure,
         credentials,
         ..PullOptions::default()
     };
+    let rootfs = pull_with_progress(&registry, &reference, &options, a.quiet)?;
+    let info = registry.inspect(&reference)?;
+    println!(
+        "{reference} {} {} {}",
+        info.platform,
+        info.manifest,
+        rootfs.display()
+    );
+    Ok(())
+}
+
+/// Pulls `reference` with progress bars on stderr (none when `quiet`).
+pub fn pull_with_progress(
+    registry: &Registry,
+    reference: &Reference,
+    options: &PullOptions,
+    quiet: bool,
+) -> Result<PathBuf> {
     let bars = MultiProgress::new();
-    if a.quiet {
+    if quiet {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let style = ProgressStyle::with_template(
@@ -150,17 +170,9 @@ pub fn pull(store: &Path, a: PullArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let res = rt.block_on(registry.pull(&reference, &options, &progress));
+    let res = rt.block_on(registry.pull(reference, options, &progress));
     status.finish_and_clear();
-    let rootfs = res.with_context(|| format!("cannot pull {reference}"))?;
-    let info = registry.inspect(&reference)?;
-    println!(
-        "{reference} {} {} {}",
-        info.platform,
-        info.manifest,
-        rootfs.display()
-    );
-    Ok(())
+    res.with_context(|| format!("cannot pull {reference}"))
 }
 
 /// `spin images`.

@@ -1,6 +1,7 @@
 //! `spin`: the command line of the spin container runtime.
 
 mod images;
+mod run;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a command in a new container.
+    Run(run::RunArgs),
     /// Pull an image from a registry and convert it to a root filesystem.
     Pull(images::PullArgs),
     /// List stored images.
@@ -55,18 +58,29 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("spin: error: {e:#}");
-        std::process::exit(1);
+    // As Docker: `run` fails with 125 when the container could not run, so
+    // that the container's own statuses (1, 126, 127...) stay unambiguous.
+    let failure = if matches!(cli.command, Command::Run(_)) { 125 } else { 1 };
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("spin: error: {e:#}");
+            std::process::exit(failure);
+        }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Runs the command; returns the process's exit status.
+fn run(cli: Cli) -> Result<i32> {
     let store = match cli.store {
         Some(s) => s,
         None => default_store()?,
     };
+    if let Command::Run(a) = cli.command {
+        return run::run(&store, a);
+    }
     match cli.command {
+        Command::Run(_) => unreachable!("handled above"),
         Command::Pull(a) => images::pull(&store, a),
         Command::Images(a) => images::list(&store, a),
         Command::Rmi(a) => images::remove(&store, a),
@@ -74,5 +88,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Path(a) => images::path(&store, a),
         Command::Import(a) => images::import(&store, a),
         Command::Export(a) => images::export(&store, a),
-    }
+    }?;
+    Ok(0)
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use spin_init::host::ControlSession;
 use spin_init::{NetworkSpec, Report, RunSpec};
+use spin_registry::ContainerConfig;
 use spin_net::{Forward, NetConfig, Network, Policy};
 use wasmtime::{Linker, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -101,6 +102,12 @@ impl Networking {
 pub struct Container<'r> {
     runtime: &'r Runtime,
     image: ImageSource,
+    /// What the caller set; the image's config fills the rest (as Docker does).
+    entrypoint: Option<Vec<String>>,
+    command: Option<Vec<String>>,
+    env: Vec<(String, String)>,
+    workdir: Option<String>,
+    user: Option<(u32, u32)>,
     spec: RunSpec,
     memory_mib: u32,
     timeout: Option<Duration>,
@@ -109,6 +116,7 @@ pub struct Container<'r> {
     stderr: Box<dyn Write + Send>,
     signals: Arc<Signals>,
     network: Option<NetConfig>,
+    mounts: Vec<(PathBuf, String, bool)>,
 }
 
 impl<'r> Container<'r> {
@@ -116,7 +124,11 @@ impl<'r> Container<'r> {
         Container {
             runtime,
             image,
-            // Starts with Docker's default PATH, which `env("PATH", ..)` replaces.
+            entrypoint: None,
+            command: None,
+            env: Vec::new(),
+            workdir: None,
+            user: None,
             spec: RunSpec::command(Vec::<String>::new()),
             memory_mib: DEFAULT_MEMORY_MIB,
             timeout: None,
@@ -125,39 +137,49 @@ impl<'r> Container<'r> {
             stderr: Box::new(std::io::stderr()),
             signals: Arc::default(),
             network: None,
+            mounts: Vec::new(),
         }
     }
 
-    /// The command and its arguments.
+    /// The command and its arguments. With an image's config, they replace its
+    /// `Cmd` and follow its `Entrypoint`, as with `docker run IMAGE CMD...`.
     pub fn command<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.spec.args = args.into_iter().map(Into::into).collect();
+        self.command = Some(args.into_iter().map(Into::into).collect());
         self
     }
 
-    /// Sets an environment variable (replacing an earlier value of the same key).
+    /// Replaces the image's `Entrypoint` (and drops its `Cmd`), as
+    /// `docker run --entrypoint` does. An empty list means no entrypoint.
+    pub fn entrypoint<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entrypoint = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets an environment variable, over the image's value of the same key.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let key = key.into();
-        self.spec
-            .env
-            .retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
-        self.spec.env.push(format!("{key}={}", value.into()));
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
         self
     }
 
-    /// The working directory (absolute; created if missing).
+    /// The working directory (absolute; created if missing), over the image's.
     pub fn workdir(mut self, dir: impl Into<String>) -> Self {
-        self.spec.cwd = dir.into();
+        self.workdir = Some(dir.into());
         self
     }
 
-    /// The numeric user and group the command runs as.
+    /// The numeric user and group the command runs as, over the image's.
     pub fn user(mut self, uid: u32, gid: u32) -> Self {
-        self.spec.uid = uid;
-        self.spec.gid = gid;
+        self.user = Some((uid, gid));
         self
     }
 
@@ -195,6 +217,13 @@ impl<'r> Container<'r> {
         self
     }
 
+    /// Mounts the host folder `host` at `guest` (an absolute path) in the
+    /// container, read-only when asked.
+    pub fn mount(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, read_only: bool) -> Self {
+        self.mounts.push((host.into(), guest.into(), read_only));
+        self
+    }
+
     /// Gives the container a network (by default it has none, only `lo`).
     pub fn network(mut self, networking: Networking) -> Self {
         self.network = Some(networking.config);
@@ -208,7 +237,11 @@ impl<'r> Container<'r> {
 
     /// Boots the guest, runs the command, and returns how it ended.
     pub fn run(mut self) -> Result<ExitStatus, Error> {
-        let image = self.image_file()?;
+        let (image, defaults) = self.runtime.resolve(&self.image)?;
+        self.apply(defaults.as_ref())?;
+        if !self.mounts.is_empty() {
+            return Err(Error::Unsupported("mounts (the 9p server is not connected yet)"));
+        }
         if let Some(net) = &self.network {
             self.spec.network = Some(NetworkSpec {
                 address: net.guest_ip.to_string(),
@@ -376,21 +409,70 @@ impl<'r> Container<'r> {
         })
     }
 
-    fn image_file(&self) -> Result<PathBuf, Error> {
-        match &self.image {
-            ImageSource::Image(_) => Err(Error::Unsupported(
-                "running an image by name (use ImageFile)",
-            )),
-            ImageSource::ImageFile(path) => {
-                if !path.is_file() {
-                    return Err(Error::Missing {
-                        what: "the image file",
-                        path: path.clone(),
-                        hint: "",
-                    });
-                }
-                Ok(path.clone())
+    /// Fills the run spec from the caller's options over the image's config.
+    fn apply(&mut self, image: Option<&ContainerConfig>) -> Result<(), Error> {
+        let spec = &mut self.spec;
+        let image_entrypoint = image.and_then(|c| c.entrypoint.clone());
+        let image_cmd = image.and_then(|c| c.cmd.clone());
+        spec.args = match (&self.entrypoint, &self.command) {
+            (Some(entry), command) => {
+                let mut args = entry.clone();
+                args.extend(command.iter().flatten().cloned());
+                args
+            }
+            (None, command) => {
+                let mut args = image_entrypoint.unwrap_or_default();
+                args.extend(command.clone().or(image_cmd).unwrap_or_default());
+                args
+            }
+        };
+        if let Some(env) = image.and_then(|c| c.env.as_ref()) {
+            for entry in env {
+                let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+                spec.env
+                    .retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+                spec.env.push(entry.clone());
             }
         }
+        for (key, value) in &self.env {
+            spec.env
+                .retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+            spec.env.push(format!("{key}={value}"));
+        }
+        if let Some(dir) = self
+            .workdir
+            .clone()
+            .or_else(|| image.and_then(|c| c.working_dir.clone()))
+            .filter(|d| !d.is_empty())
+        {
+            spec.cwd = dir;
+        }
+        let (uid, gid) = match (self.user, image.and_then(|c| c.user.as_deref())) {
+            (Some(ids), _) => ids,
+            (None, Some(user)) if !user.is_empty() => parse_user(user)?,
+            _ => (0, 0),
+        };
+        spec.uid = uid;
+        spec.gid = gid;
+        Ok(())
+    }
+}
+
+/// A `USER` of an image config: `uid`, `uid:gid`, or `root`.
+fn parse_user(user: &str) -> Result<(u32, u32), Error> {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let id = |s: &str| match s {
+        "root" => Some(0),
+        _ => s.parse::<u32>().ok(),
+    };
+    let uid = id(u);
+    // Without a group, Docker takes the user's group from the image's
+    // /etc/passwd, or 0 when it has none; the host cannot read it, so 0.
+    let gid = if g.is_empty() { Some(0) } else { id(g) };
+    match (uid, gid) {
+        (Some(uid), Some(gid)) => Ok((uid, gid)),
+        _ => Err(Error::Unsupported(
+            "an image USER given by name other than root (set a numeric user)",
+        )),
     }
 }

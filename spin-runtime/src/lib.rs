@@ -46,6 +46,9 @@ use std::path::{Path, PathBuf};
 pub use container::{Container, ExitStatus, Networking, StopHandle};
 pub use engine::module_cache_dir;
 pub use spin_net::{Forward, NetConfig, Policy};
+pub use spin_registry::Registry;
+
+use spin_registry::{ContainerConfig, Reference};
 
 /// A guest architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +65,14 @@ impl Arch {
         match self {
             Arch::Riscv64 => "riscv64",
             Arch::X86_64 => "x86_64",
+        }
+    }
+
+    /// The name OCI image platforms use (`riscv64`, `amd64`).
+    pub fn oci_name(self) -> &'static str {
+        match self {
+            Arch::Riscv64 => "riscv64",
+            Arch::X86_64 => "amd64",
         }
     }
 
@@ -133,6 +144,19 @@ pub enum Error {
     /// The container's network could not start (e.g. a host port in use).
     #[error("the container's network: {0}")]
     Network(#[from] spin_net::NetError),
+    /// An image by name could not be found or read from the registry's store.
+    #[error(transparent)]
+    Registry(#[from] spin_registry::Error),
+    /// The image is built for another architecture than the runtime's.
+    #[error("image {image} is for {platform}, not {arch} (pull it with --platform linux/{})", arch.oci_name())]
+    WrongArch {
+        /// The image's name.
+        image: String,
+        /// Its platform.
+        platform: String,
+        /// The runtime's architecture.
+        arch: Arch,
+    },
     /// Host I/O failed.
     #[error("{what}: {source}")]
     Io {
@@ -209,6 +233,7 @@ pub struct Runtime {
     arch: Arch,
     files: GuestFiles,
     module: wasmtime::Module,
+    registry: Option<Registry>,
 }
 
 impl Runtime {
@@ -226,7 +251,20 @@ impl Runtime {
             arch,
             files,
             module,
+            registry: None,
         })
+    }
+
+    /// Lets containers run images by name from `registry`'s store
+    /// ([`ImageSource::Image`]); the images must be pulled first.
+    pub fn with_registry(mut self, registry: Registry) -> Runtime {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The registry images by name come from, if any.
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
     }
 
     /// The architecture this runtime runs.
@@ -237,5 +275,39 @@ impl Runtime {
     /// A container to configure and run.
     pub fn container(&self, image: ImageSource) -> Container<'_> {
         Container::new(self, image)
+    }
+
+    /// The root filesystem of `image`, and its config when it has one.
+    fn resolve(&self, image: &ImageSource) -> Result<(PathBuf, Option<ContainerConfig>), Error> {
+        match image {
+            ImageSource::ImageFile(path) => {
+                if !path.is_file() {
+                    return Err(Error::Missing {
+                        what: "the image file",
+                        path: path.clone(),
+                        hint: "",
+                    });
+                }
+                Ok((path.clone(), None))
+            }
+            ImageSource::Image(name) => {
+                let registry = self.registry.as_ref().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "image {name}: running an image by name needs a registry \
+                         (Runtime::with_registry)"
+                    ))
+                })?;
+                let reference: Reference = name.parse()?;
+                let defaults = registry.defaults(&reference)?;
+                if defaults.platform.architecture != self.arch.oci_name() {
+                    return Err(Error::WrongArch {
+                        image: name.clone(),
+                        platform: defaults.platform.to_string(),
+                        arch: self.arch,
+                    });
+                }
+                Ok((registry.path(&reference)?, Some(defaults.config)))
+            }
+        }
     }
 }
