@@ -796,7 +796,10 @@ impl P9Server {
         // Entries are gathered first: qid paths need `&mut self`.
         let mut entries: Vec<(Qid, u64, u8, Vec<u8>)> = Vec::new();
         let mut used = 0usize;
-        let mut raw = RawDir::new(fd, &mut self.dirent_buf);
+        // A getdents entry is about as long as its 9P form: a buffer the size
+        // of the reply reads little that will be thrown away.
+        let buf_len = (count + 512).clamp(1024, DIRENT_BUF);
+        let mut raw = RawDir::new(fd, &mut self.dirent_buf[..buf_len]);
         while let Some(entry) = raw.next() {
             let entry = entry?;
             let name = entry.file_name().to_bytes();
