@@ -339,6 +339,7 @@ impl P9Server {
     /// One step of a walk from `from`. Never follows a symlink, never leaves
     /// the root.
     fn step(&mut self, from: &Fid, name: &[u8]) -> Result<Fid> {
+        let dir = from.dir()?;
         if name == b".." {
             if from.path.is_empty() {
                 return Ok(from.unopened());
@@ -351,7 +352,6 @@ impl P9Server {
             }
             return Ok(f);
         }
-        let dir = from.dir()?;
         if name == b"." {
             return Ok(from.unopened());
         }
@@ -502,7 +502,7 @@ impl P9Server {
 
     fn attach(&mut self, r: &mut Reader<'_>, w: &mut Writer<'_>) -> Result<()> {
         let (fid, _afid) = (r.u32()?, r.u32()?);
-        let (_uname, aname) = (r.string()?, r.string()?);
+        let (_uname, aname, _n_uname) = (r.string()?, r.string()?, r.u32()?);
         self.check_new(fid)?;
         let mut f = self.root_fid()?;
         // `aname` may pick a folder of the share (walked like any path).

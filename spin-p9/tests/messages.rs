@@ -253,7 +253,8 @@ fn namespace_operations() {
     c.clunk(2).unwrap();
 
     // renameat, then `..` from a fid below the renamed folder follows the move.
-    c.walk_path(4, "d/hard").unwrap();
+    c.mkdir(3, "inner", 0o755).unwrap();
+    c.walk_path(4, "d/inner").unwrap();
     c.renameat(ROOT, "d", ROOT, "e").unwrap();
     assert!(p.join("e/moved").exists());
     let q = c.walk(4, 5, &[".."]).unwrap();
