@@ -710,7 +710,22 @@ impl P9Server {
         }
         self.writable()?;
         let name = check_name(name)?;
-        let mut oflags = open_flags(flags)? | OFlags::CREATE | OFlags::NOFOLLOW;
+        // Only regular files are created or opened here: an existing fifo
+        // would block the server, a device would open the host's device.
+        // O_NONBLOCK covers a fifo swapped in after the check.
+        let existing = match flags & L_EXCL {
+            0 => rfs::statx(dir, os(name), AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE),
+            // O_EXCL fails on any existing name by itself.
+            _ => Err(Errno::NOENT),
+        };
+        match existing {
+            Ok(st) if kind_of(u32::from(st.stx_mode)) == Kind::Symlink => return Err(Errno::LOOP),
+            Ok(st) if kind_of(u32::from(st.stx_mode)) != Kind::File => {
+                return Err(Errno::EXIST);
+            }
+            _ => {}
+        }
+        let mut oflags = open_flags(flags)? | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK;
         if flags & L_EXCL != 0 {
             oflags |= OFlags::EXCL;
         }

@@ -292,6 +292,9 @@ fn namespace_operations() {
     // Opening the fifo is the guest's business, not the host's.
     c.walk_path(8, "fifo").unwrap();
     assert_eq!(c.lopen(8, O_RDONLY), Err(EOPNOTSUPP));
+    // Creating over it neither blocks (no reader) nor opens it.
+    c.walk(ROOT, 9, &[]).unwrap();
+    assert_eq!(c.lcreate(9, "fifo", O_WRONLY, 0o644), Err(EEXIST));
 }
 
 trait FifoLike {
