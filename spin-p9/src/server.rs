@@ -546,7 +546,8 @@ impl P9Server {
         for q in &qids {
             w.qid(*q);
         }
-        if qids.len() == names.len() {
+        // (A walk of nothing onto itself changes nothing: the fid stays open.)
+        if qids.len() == names.len() && !(names.is_empty() && newfid == fid) {
             self.fids.insert(newfid, cur);
         }
         Ok(())

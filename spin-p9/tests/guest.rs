@@ -7,6 +7,7 @@
 //! `images/busybox-riscv64.sqfs`. Without them the test says so and passes
 //! (`cargo xtask build-guest` makes them).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -87,6 +88,22 @@ struct KernelLog(Shared);
 impl Console for KernelLog {
     fn write(&mut self, bytes: &[u8]) {
         self.0.lock().unwrap().extend_from_slice(bytes);
+    }
+}
+
+/// Requests seen, by (type, errno of an Rlerror).
+type Tally = Arc<Mutex<BTreeMap<(u8, Option<u32>), u32>>>;
+
+/// Counts what the guest's client sends and what it gets.
+struct Recorder(P9Server, Tally);
+
+impl FsBackend for Recorder {
+    fn call(&mut self, request: &[u8], response: &mut Vec<u8>) {
+        self.0.call(request, response);
+        let errno = (response.get(4) == Some(&7))
+            .then(|| u32::from_le_bytes(response[7..11].try_into().unwrap()));
+        let kind = request.get(4).copied().unwrap_or(0);
+        *self.1.lock().unwrap().entry((kind, errno)).or_default() += 1;
     }
 }
 
@@ -224,6 +241,14 @@ echo BEGIN guest_passwd; cat /etc/passwd 2>&1; echo END guest_passwd
 echo BEGIN outside; cat /import/outside/secret 2>&1; cat /import/up/secret 2>&1; echo END outside
 cd /import/.. && echo BEGIN dotdot && ls && echo END dotdot
 echo BEGIN dotdot2; ls /import/../; echo END dotdot2
+echo 0123456789 > /import/t; truncate -s 4 /import/t; echo "TRUNCATE=$?"
+touch -d "2001-02-03 04:05:06" /import/t; echo "TOUCH_D=$?"
+echo "STAT=$(stat -c '%a %u %g %s %Y %h' /import/hello.txt)"
+mkfifo /import/fifo; echo "MKFIFO=$?"
+ln /import/hello.txt /import/hard; echo "HARDLINK=$?"
+echo "NLINK=$(stat -c %h /import/hello.txt)"
+chown 555:666 /import/exec.sh 2>/dev/null; echo "CHOWN=$?"
+getfattr -n user.x /import/hello.txt >/dev/null 2>&1; echo "GETFATTR=$?"
 echo "DF=$(df /import | tail -n 1 | wc -w)"
 sync; echo "SYNC=$?"
 "#;
@@ -263,10 +288,17 @@ fn linux_client_uses_the_share() {
     fs::write(ro.join("keep.txt"), b"keep me\n").unwrap();
     let ro_before = ro.join("keep.txt").metadata().unwrap();
 
+    let tally = Tally::default();
     let shares: Vec<(String, Box<dyn FsBackend>)> = vec![
-        ("p9rw".into(), Box::new(P9Server::open(&rw, false).unwrap())),
+        (
+            "p9rw".into(),
+            Box::new(Recorder(P9Server::open(&rw, false).unwrap(), tally.clone())),
+        ),
         // Mounted read-write in the guest: the server itself must refuse.
-        ("p9ro".into(), Box::new(P9Server::open(&ro, true).unwrap())),
+        (
+            "p9ro".into(),
+            Box::new(Recorder(P9Server::open(&ro, true).unwrap(), tally.clone())),
+        ),
     ];
     let mounts = vec![
         MountSpec {
@@ -376,4 +408,45 @@ fn linux_client_uses_the_share() {
         );
     }
     assert_eq!(value(out, "DF"), "6");
+
+    // Sizes, times, owners set from the guest land on the host.
+    assert_eq!(fs::read(rw.join("t")).unwrap(), b"0123");
+    assert_eq!(rw.join("t").metadata().unwrap().mtime(), 981_173_106);
+    let m = rw.join("hello.txt").metadata().unwrap();
+    assert_eq!(
+        value(out, "STAT"),
+        format!("640 {} {} 20 {} 1", m.uid(), m.gid(), m.mtime())
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        rw.join("fifo")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(value(out, "NLINK"), "2");
+    assert_eq!(m.nlink(), 2);
+    let exec = rw.join("exec.sh").metadata().unwrap();
+    if root {
+        assert_eq!(value(out, "CHOWN"), "0");
+        assert_eq!((exec.uid(), exec.gid()), (555, 666));
+    } else {
+        assert_ne!(value(out, "CHOWN"), "0", "EPERM from the host");
+    }
+    assert_ne!(value(out, "GETFATTR"), "0");
+    for key in ["TRUNCATE", "TOUCH_D", "MKFIFO", "HARDLINK"] {
+        assert_eq!(value(out, key), "0", "{key}");
+    }
+
+    // What the client sent, and which errors it got.
+    let tally = tally.lock().unwrap();
+    eprintln!("requests (type, errno): {tally:?}");
+    for (&(kind, errno), n) in tally.iter() {
+        // Framing or fid errors would mean client and server disagree.
+        assert!(
+            !matches!(errno, Some(71) | Some(9)),
+            "{n} requests of type {kind} got errno {errno:?}"
+        );
+    }
 }

@@ -146,6 +146,8 @@ fn create_write_read_back() {
     c.walk_path(3, "new.txt").unwrap();
     assert_eq!(c.read(3, 0, 10), Err(EBADF), "not open");
     c.lopen(3, O_RDONLY).unwrap();
+    // A walk of no names onto the same fid leaves it open.
+    assert_eq!(c.walk(3, 3, &[]).unwrap().len(), 0);
     assert_eq!(c.write(3, 0, b"x"), Err(EBADF));
     assert_eq!(c.read(3, 1, 100).unwrap(), b"hort");
     c.call(TFSYNC, Body::new().u32(3).u32(0)).unwrap();
