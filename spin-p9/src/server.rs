@@ -209,7 +209,7 @@ fn open_flags(flags: u32) -> Result<OFlags> {
     if flags & L_APPEND != 0 {
         o |= OFlags::APPEND;
     }
-    if flags & L_SYNC == L_SYNC {
+    if flags & L_SYNC != 0 {
         o |= OFlags::SYNC;
     } else if flags & L_DSYNC != 0 {
         o |= OFlags::DSYNC;
@@ -217,6 +217,7 @@ fn open_flags(flags: u32) -> Result<OFlags> {
     Ok(o | OFlags::CLOEXEC | OFlags::NOCTTY)
 }
 
+/// Whether an open with these 9P2000.L flags may change the file.
 fn writes(flags: u32) -> bool {
     flags & L_ACCMODE != 0 || flags & L_TRUNC != 0
 }
@@ -491,6 +492,11 @@ impl P9Server {
             return Err(Errno::INVAL);
         }
         self.msize = msize.min(MAX_MESSAGE_LEN);
+        tracing::debug!(
+            msize = self.msize,
+            version = %String::from_utf8_lossy(version),
+            "9p session"
+        );
         let answer: &[u8] = if version.starts_with(b"9P2000.L") {
             b"9P2000.L"
         } else {
