@@ -249,6 +249,8 @@ ln /import/hello.txt /import/hard; echo "HARDLINK=$?"
 echo "NLINK=$(stat -c %h /import/hello.txt)"
 chown 555:666 /import/exec.sh 2>/dev/null; echo "CHOWN=$?"
 getfattr -n user.x /import/hello.txt >/dev/null 2>&1; echo "GETFATTR=$?"
+cp /bin/busybox /import/echo && echo "EXEC=$(/import/echo runs-from-the-share)"
+printf 'echo "SCRIPT=$0"\n' > /import/run.sh; chmod +x /import/run.sh; /import/run.sh
 echo "DF=$(df /import | tail -n 1 | wc -w)"
 sync; echo "SYNC=$?"
 "#;
@@ -435,6 +437,9 @@ fn linux_client_uses_the_share() {
         assert_ne!(value(out, "CHOWN"), "0", "EPERM from the host");
     }
     assert_ne!(value(out, "GETFATTR"), "0");
+    // Programs run from the share (exec maps them through the client).
+    assert_eq!(value(out, "EXEC"), "runs-from-the-share");
+    assert_eq!(value(out, "SCRIPT"), "/import/run.sh");
     for key in ["TRUNCATE", "TOUCH_D", "MKFIFO", "HARDLINK"] {
         assert_eq!(value(out, key), "0", "{key}");
     }
