@@ -32,6 +32,12 @@
 //! host process's own permissions (the guest's uid/gid in requests is ignored).
 //! A read-only share answers every mutation with `EROFS`.
 //!
+//! Each live fid holds one or two host descriptors, so the host process's
+//! `RLIMIT_NOFILE` bounds how many files the guest can hold at once (opens past
+//! it fail with `EMFILE` in the guest). Qid paths are inode numbers (tagged in
+//! the top byte for filesystems mounted below the share's root); qid versions
+//! are 0.
+//!
 //! Malformed requests get `Rlerror` (`EPROTO` for bad framing, `EBADF` for
 //! unknown fids, `EINVAL` for bad arguments); replies never exceed the
 //! negotiated msize and the fid table is capped at [`MAX_FIDS`].
