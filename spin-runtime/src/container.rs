@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spin_init::host::ControlSession;
-use spin_init::{NetworkSpec, Report, RunSpec};
+use spin_init::{MountSpec, NetworkSpec, Report, RunSpec};
+use spin_p9::P9Server;
 use spin_registry::ContainerConfig;
 use spin_net::{Forward, NetConfig, Network, Policy};
 use wasmtime::{Linker, Store, StoreLimitsBuilder, UpdateDeadline};
@@ -239,9 +240,7 @@ impl<'r> Container<'r> {
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         let (image, defaults) = self.runtime.resolve(&self.image)?;
         self.apply(defaults.as_ref())?;
-        if !self.mounts.is_empty() {
-            return Err(Error::Unsupported("mounts (the 9p server is not connected yet)"));
-        }
+        let shares = self.shares()?;
         if let Some(net) = &self.network {
             self.spec.network = Some(NetworkSpec {
                 address: net.guest_ip.to_string(),
@@ -251,6 +250,12 @@ impl<'r> Container<'r> {
             });
         }
         self.spec.validate().map_err(Error::Invalid)?;
+        if let Some(m) = self.spec.mounts.iter().find(|m| m.target == "/") {
+            return Err(Error::Invalid(format!(
+                "mount at {}: the root cannot be a mount",
+                m.target
+            )));
+        }
         if self.memory_mib < 64 || self.memory_mib > MAX_MEMORY_MIB {
             return Err(Error::Invalid(format!(
                 "memory of {} MiB: choose 64 to {MAX_MEMORY_MIB} MiB",
@@ -298,6 +303,9 @@ impl<'r> Container<'r> {
                     Error::Engine(format!("sharing {} with the emulator: {e}", dir.display()))
                 })?;
         }
+        for m in &self.spec.mounts {
+            wasi.args(&["--share".to_string(), m.tag.clone()]);
+        }
         // Started before the guest so that a host port in use fails the run early.
         let net = match self.network {
             Some(config) => {
@@ -331,6 +339,9 @@ impl<'r> Container<'r> {
                 kernel_log: Default::default(),
                 limits,
                 net,
+                shares,
+                fs_request: Vec::new(),
+                fs_reply: Vec::new(),
             },
         );
         store.limiter(|host| &mut host.limits);
@@ -407,6 +418,26 @@ impl<'r> Container<'r> {
             detail,
             kernel_log: host.kernel_log_text(),
         })
+    }
+
+    /// Opens a 9p server on each mounted host folder (so that a missing folder
+    /// fails the run before boot) and lists the mounts in the run spec.
+    fn shares(&mut self) -> Result<Vec<P9Server>, Error> {
+        let mut shares = Vec::new();
+        for (i, (host, guest, read_only)) in self.mounts.iter().enumerate() {
+            let server = P9Server::open(host, *read_only).map_err(|source| Error::Mount {
+                host: host.clone(),
+                guest: guest.clone(),
+                source,
+            })?;
+            shares.push(server);
+            self.spec.mounts.push(MountSpec {
+                tag: format!("spin{i}"),
+                target: guest.clone(),
+                readonly: *read_only,
+            });
+        }
+        Ok(shares)
     }
 
     /// Fills the run spec from the caller's options over the image's config.

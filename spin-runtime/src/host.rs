@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use spin_init::host::ControlSession;
 use spin_net::{FrameEndpoint, NetworkHandle};
+use spin_p9::P9Server;
+use spin_virtio::p9::{EMSGSIZE, FsBackend, RLERROR};
 use spin_virtio::host_abi::{
     EVENT_INPUT, EVENT_STOP, MODULE, PORT_CONTROL, PORT_KERNEL, PORT_STDERR, PORT_STDOUT,
 };
@@ -69,6 +71,11 @@ pub(crate) struct ContainerHost {
     pub(crate) kernel_log: VecDeque<u8>,
     pub(crate) limits: wasmtime::StoreLimits,
     pub(crate) net: Option<NetHost>,
+    /// The 9p servers of the mounts, by share number.
+    pub(crate) shares: Vec<P9Server>,
+    /// Request and reply buffers kept between 9p calls.
+    pub(crate) fs_request: Vec<u8>,
+    pub(crate) fs_reply: Vec<u8>,
 }
 
 /// A container's running network: the guest's side of its frame queues.
@@ -148,6 +155,34 @@ impl ContainerHost {
             .wait_timeout_while(guard, timeout, |s| events(s, control) == 0)
             .expect("signals poisoned");
         events(&guard, &self.control)
+    }
+
+    /// Answers one 9P message for share `share` into `out`; returns the reply's length.
+    fn fs_call(&mut self, share: u32, request: &[u8], out: &mut [u8]) -> usize {
+        let Some(server) = self.shares.get_mut(share as usize) else {
+            return 0;
+        };
+        let mut reply = std::mem::take(&mut self.fs_reply);
+        reply.clear();
+        server.call(request, &mut reply);
+        let n = if reply.len() <= out.len() {
+            out[..reply.len()].copy_from_slice(&reply);
+            reply.len()
+        } else {
+            // Cannot happen with the msize the server negotiated; answered as
+            // the device would, rather than cut.
+            let tag = request.get(5..7).unwrap_or(&[0xff, 0xff]);
+            let mut e = Vec::with_capacity(11);
+            e.extend_from_slice(&11u32.to_le_bytes());
+            e.push(RLERROR);
+            e.extend_from_slice(tag);
+            e.extend_from_slice(&EMSGSIZE.to_le_bytes());
+            let n = e.len().min(out.len());
+            out[..n].copy_from_slice(&e[..n]);
+            n
+        };
+        self.fs_reply = reply;
+        n
     }
 
     fn net_send(&mut self, frame: &[u8]) {
@@ -249,18 +284,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ContainerHost>) -> wasmtime::Res
             Ok(host.net_recv(&mut data[r]) as u32)
         },
     )?;
-    // The 9p server is not connected yet: calls get no reply (the runtime
-    // refuses mounts until then).
     linker.func_wrap(
         MODULE,
         "fs_call",
-        |_: Caller<'_, ContainerHost>,
-         _share: u32,
-         _req: u32,
-         _req_len: u32,
-         _resp: u32,
-         _cap: u32|
-         -> u32 { 0 },
+        |mut caller: Caller<'_, ContainerHost>,
+         share: u32,
+         req: u32,
+         req_len: u32,
+         resp: u32,
+         cap: u32|
+         -> wasmtime::Result<u32> {
+            let mem = memory(&mut caller)?;
+            let (data, host) = mem.data_and_store_mut(&mut caller);
+            let req = range(data.len(), req, req_len)?;
+            let resp = range(data.len(), resp, cap)?;
+            // The request is copied out: both ranges live in the same memory.
+            let mut request = std::mem::take(&mut host.fs_request);
+            request.clear();
+            request.extend_from_slice(&data[req]);
+            let n = host.fs_call(share, &request, &mut data[resp]);
+            host.fs_request = request;
+            Ok(n as u32)
+        },
     )?;
     Ok(())
 }

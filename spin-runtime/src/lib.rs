@@ -33,8 +33,8 @@
 //! # Ok::<(), spin_runtime::Error>(())
 //! ```
 //!
-//! Not there yet: images by name from a registry, mounts (9p), and the native
-//! (non-wasm) backend. Asking for them is an error, never a silent no-op.
+//! Not there yet: the native (non-wasm) backend and the x86-64 emulator.
+//! Asking for them is an error, never a silent no-op.
 
 mod container;
 mod engine;
@@ -140,6 +140,16 @@ pub enum Error {
         detail: String,
         /// The end of the kernel console.
         kernel_log: String,
+    },
+    /// A host folder could not be shared.
+    #[error("mount {} at {guest}: {source}", host.display())]
+    Mount {
+        /// The host folder.
+        host: PathBuf,
+        /// Where it was to appear in the container.
+        guest: String,
+        /// Why it cannot be shared.
+        source: spin_p9::Error,
     },
     /// The container's network could not start (e.g. a host port in use).
     #[error("the container's network: {0}")]
