@@ -60,7 +60,11 @@ fn main() {
     let cli = Cli::parse();
     // As Docker: `run` fails with 125 when the container could not run, so
     // that the container's own statuses (1, 126, 127...) stay unambiguous.
-    let failure = if matches!(cli.command, Command::Run(_)) { 125 } else { 1 };
+    let failure = if matches!(cli.command, Command::Run(_)) {
+        125
+    } else {
+        1
+    };
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use spin_init::host::ControlSession;
 use spin_init::{MountSpec, NetworkSpec, Report, RunSpec};
+use spin_net::{Forward, NetConfig, Network, Policy};
 use spin_p9::P9Server;
 use spin_registry::ContainerConfig;
-use spin_net::{Forward, NetConfig, Network, Policy};
 use wasmtime::{Linker, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -220,7 +220,12 @@ impl<'r> Container<'r> {
 
     /// Mounts the host folder `host` at `guest` (an absolute path) in the
     /// container, read-only when asked.
-    pub fn mount(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, read_only: bool) -> Self {
+    pub fn mount(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        read_only: bool,
+    ) -> Self {
         self.mounts.push((host.into(), guest.into(), read_only));
         self
     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use spin_init::host::ControlSession;
 use spin_net::{FrameEndpoint, NetworkHandle};
 use spin_p9::P9Server;
-use spin_virtio::p9::{EMSGSIZE, FsBackend, RLERROR};
 use spin_virtio::host_abi::{
     EVENT_INPUT, EVENT_STOP, MODULE, PORT_CONTROL, PORT_KERNEL, PORT_STDERR, PORT_STDOUT,
 };
+use spin_virtio::p9::{EMSGSIZE, FsBackend, RLERROR};
 use wasmtime::{Caller, Extern, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
