@@ -109,20 +109,35 @@ fn demo() -> Result<()> {
     emulators::build()?;
     guest::build_all()?;
     let image = artifacts_dir().join("images/busybox-riscv64.sqfs");
+    let share = std::env::temp_dir().join(format!("spin-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&share)?;
+    std::fs::write(share.join("hello.txt"), "a file from the host\n")?;
     eprintln!(
-        "demo: a busybox container on spin's riscv64 emulator (wasm32-wasip1 under wasmtime), \
-         image {}",
-        image.display()
+        "demo: `spin run` of a busybox image on spin's riscv64 emulator (wasm32-wasip1 \
+         under wasmtime), with a host folder mounted at /data"
     );
     let start = std::time::Instant::now();
-    let runtime = spin_runtime::Runtime::new(spin_runtime::Arch::Riscv64)?;
-    let status = runtime
-        .container(spin_runtime::ImageSource::ImageFile(image))
-        .command(["sh", "-c", "echo 'Hello from a spin container!'; uname -m"])
-        .run()?;
-    eprintln!("demo: exit {} after {:.2?}", status.code(), start.elapsed());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .env("SPIN_ARTIFACTS", artifacts_dir())
+        .args(["run", "-q", "-p", "spin-cli", "--", "run", "--rm"])
+        .args(["-e", "SPIN=is awesome"])
+        .arg("-v")
+        .arg(format!("{}:/data:ro", share.display()))
+        .arg("--image-file")
+        .arg(&image)
+        .args([
+            "sh",
+            "-c",
+            "echo 'Hello from a spin container!'; uname -m; echo \"spin $SPIN\"; cat /data/hello.txt",
+        ])
+        .status()
+        .context("running spin")?;
+    let _ = std::fs::remove_dir_all(&share);
+    eprintln!("demo: {status} after {:.2?}", start.elapsed());
     if !status.success() {
-        bail!("the demo container exited with {}", status.code());
+        bail!("the demo container failed ({status})");
     }
     Ok(())
 }
