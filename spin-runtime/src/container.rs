@@ -196,10 +196,8 @@ impl<'r> Container<'r> {
         self
     }
 
-    /// Feeds the container's stdin from `reader` (otherwise it reads `/dev/null`).
-    ///
-    /// Not yet: the end of `reader` is not passed on, so a command that reads
-    /// until end-of-file waits for more.
+    /// Feeds the container's stdin from `reader` (otherwise it reads `/dev/null`);
+    /// the end of `reader` is the end of the container's stdin.
     pub fn stdin(mut self, reader: impl Read + Send + 'static) -> Self {
         self.stdin = Some(Box::new(reader));
         self.spec.stdin = true;
@@ -377,10 +375,18 @@ impl<'r> Container<'r> {
                 .name("spin-stdin".into())
                 .spawn(move || {
                     let mut buf = [0u8; 16 * 1024];
-                    // The guest is not told when stdin ends (see `host::console_read`).
-                    while let Ok(n @ 1..) = reader.read(&mut buf) {
-                        signals.push_stdin(&buf[..n]);
+                    loop {
+                        match reader.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => signals.push_stdin(&buf[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                tracing::warn!("reading the container's stdin: {e}");
+                                break;
+                            }
+                        }
                     }
+                    signals.end_stdin();
                 })
                 .map_err(|source| Error::Io {
                     what: "starting the stdin thread".into(),
@@ -396,6 +402,8 @@ impl<'r> Container<'r> {
             .map_err(|e| Error::Engine(format!("the emulator module is no WASI command: {e}")))?;
         let outcome = start.call(&mut store, ());
         let stopped = self.signals.stop_requested();
+        // Also releases the stdin thread if it waits for the guest to read.
+        self.signals.stop();
         let host = store.data();
         if let Some(report) = host.control.report() {
             return match report {

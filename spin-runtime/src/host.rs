@@ -10,12 +10,15 @@ use spin_init::host::ControlSession;
 use spin_net::{FrameEndpoint, NetworkHandle};
 use spin_p9::P9Server;
 use spin_virtio::host_abi::{
-    EVENT_INPUT, EVENT_STOP, MODULE, PORT_CONTROL, PORT_KERNEL, PORT_STDERR, PORT_STDOUT,
+    EVENT_INPUT, EVENT_STOP, MODULE, PORT_CONTROL, PORT_KERNEL, PORT_STDERR, PORT_STDIN,
+    PORT_STDOUT,
 };
 use spin_virtio::p9::{EMSGSIZE, FsBackend, RLERROR};
 use wasmtime::{Caller, Extern, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+/// Stdin bytes queued for the guest before the reader waits.
+const STDIN_BUFFER: usize = 1 << 20;
 /// How much of the kernel console is kept for error messages.
 const KERNEL_LOG_KEEP: usize = 16 * 1024;
 
@@ -30,6 +33,9 @@ pub(crate) struct Signals {
 struct SignalState {
     stop: bool,
     stdin: VecDeque<u8>,
+    stdin_ended: bool,
+    /// The guest was told that stdin ended (so idling need not wake for it).
+    stdin_eof_sent: bool,
 }
 
 impl Signals {
@@ -50,13 +56,21 @@ impl Signals {
         self.wake.notify_all();
     }
 
+    /// Marks the end of the container's stdin (once the queued bytes are read).
+    pub(crate) fn end_stdin(&self) {
+        self.state.lock().expect("signals poisoned").stdin_ended = true;
+        self.wake.notify_all();
+    }
+
     /// Queues stdin bytes for the guest.
+    /// Blocks while the guest has [`STDIN_BUFFER`] bytes unread, so that a
+    /// fast producer cannot fill the host's memory.
     pub(crate) fn push_stdin(&self, data: &[u8]) {
-        self.state
-            .lock()
-            .expect("signals poisoned")
-            .stdin
-            .extend(data);
+        let mut s = self.state.lock().expect("signals poisoned");
+        while s.stdin.len() >= STDIN_BUFFER && !s.stop {
+            s = self.wake.wait(s).expect("signals poisoned");
+        }
+        s.stdin.extend(data);
         self.wake.notify_all();
     }
 }
@@ -116,13 +130,19 @@ impl ContainerHost {
     fn console_read(&mut self, port: u32, buf: &mut [u8]) -> i32 {
         match port {
             PORT_CONTROL => self.control.take_input(buf) as i32,
-            PORT_STDOUT => {
-                // The end of stdin is not passed on: a virtio port closed by the host
-                // also blocks the guest's writes on it, and stdout shares the port.
+            PORT_STDIN => {
                 let mut s = self.signals.state.lock().expect("signals poisoned");
+                if s.stdin.is_empty() && s.stdin_ended {
+                    s.stdin_eof_sent = true;
+                    return -1;
+                }
                 let n = buf.len().min(s.stdin.len());
                 for (dst, src) in buf.iter_mut().zip(s.stdin.drain(..n)) {
                     *dst = src;
+                }
+                if n > 0 {
+                    // The reader may wait for room (see `push_stdin`).
+                    self.signals.wake.notify_all();
                 }
                 n as i32
             }
@@ -137,7 +157,12 @@ impl ContainerHost {
             if s.stop {
                 e |= EVENT_STOP;
             }
-            if !s.stdin.is_empty() || control.has_input() || net.is_some_and(|n| n.has_frames()) {
+            let eof_pending = s.stdin_ended && !s.stdin_eof_sent;
+            if !s.stdin.is_empty()
+                || eof_pending
+                || control.has_input()
+                || net.is_some_and(|n| n.has_frames())
+            {
                 e |= EVENT_INPUT;
             }
             e
@@ -312,12 +337,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ContainerHost>) -> wasmtime::Res
 
 #[cfg(test)]
 mod tests {
-    use spin_virtio::host_abi::{PORT_CONTROL, PORT_NAMES, PORT_STDERR, PORT_STDOUT};
+    use spin_virtio::host_abi::{PORT_CONTROL, PORT_NAMES, PORT_STDERR, PORT_STDIN, PORT_STDOUT};
 
     #[test]
     fn port_numbers_name_the_ports_init_looks_for() {
         assert_eq!(PORT_NAMES[PORT_CONTROL as usize], spin_init::CONTROL_PORT);
         assert_eq!(PORT_NAMES[PORT_STDOUT as usize], spin_init::STDOUT_PORT);
         assert_eq!(PORT_NAMES[PORT_STDERR as usize], spin_init::STDERR_PORT);
+        assert_eq!(PORT_NAMES[PORT_STDIN as usize], spin_init::STDIN_PORT);
     }
 }

@@ -93,6 +93,22 @@ fn env_workdir_user_and_stdin() {
 }
 
 #[test]
+fn stdin_ends_and_large_input_arrives_whole() {
+    // 3 MiB: more than the host buffers, so the reader must wait for the guest.
+    let input: Vec<u8> = (0..3u32 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    let out = Capture::default();
+    let status = runtime()
+        .container(busybox())
+        .command(["sh", "-c", "wc -c; echo done"])
+        .stdin(std::io::Cursor::new(input.clone()))
+        .stdout(out.clone())
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), 0);
+    assert_eq!(out.text(), format!("{}\ndone\n", input.len()));
+}
+
+#[test]
 fn two_containers_at_once() {
     let rt = runtime();
     std::thread::scope(|s| {

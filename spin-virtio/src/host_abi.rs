@@ -21,16 +21,19 @@ pub const MODULE: &str = "spin_v1";
 
 /// The control port (`spin.control`): the run spec in, the exit report out.
 pub const PORT_CONTROL: u32 = 0;
-/// The container's stdout (`spin.stdout`); its input is the container's stdin.
+/// The container's stdout (`spin.stdout`).
 pub const PORT_STDOUT: u32 = 1;
 /// The container's stderr (`spin.stderr`).
 pub const PORT_STDERR: u32 = 2;
-/// The kernel's console (diagnostics only; output only).
-pub const PORT_KERNEL: u32 = 3;
+/// The container's stdin (`spin.stdin`): input only; when the host's input ends
+/// the port closes and the guest reads end of file.
+pub const PORT_STDIN: u32 = 3;
+/// The kernel's console (diagnostics only; output only; not a virtio port).
+pub const PORT_KERNEL: u32 = 4;
 
 /// The names of the console ports, indexed by their `PORT_*` number (the guest's
 /// init finds them by these names).
-pub const PORT_NAMES: [&str; 3] = ["spin.control", "spin.stdout", "spin.stderr"];
+pub const PORT_NAMES: [&str; 4] = ["spin.control", "spin.stdout", "spin.stderr", "spin.stdin"];
 
 /// The console ports of a spin guest, in `PORT_*` order.
 pub fn console_ports() -> Vec<crate::console::PortConfig> {
@@ -45,6 +48,7 @@ pub const EVENT_STOP: u32 = 2;
 /// The imports and the device backends built on them (wasm32 only).
 #[cfg(target_arch = "wasm32")]
 pub mod wasm {
+    use super::PORT_NAMES;
     use crate::console::ConsoleBackend;
     use crate::net::NetBackend;
     use crate::p9::FsBackend;
@@ -94,7 +98,7 @@ pub mod wasm {
     /// the `PORT_*` numbers.
     #[derive(Debug, Default)]
     pub struct ImportConsole {
-        ended: [bool; 4],
+        ended: [bool; PORT_NAMES.len()],
     }
 
     impl ConsoleBackend for ImportConsole {

@@ -6,9 +6,10 @@
 //! - [`CONTROL_PORT`]: init writes [`READY`] once the guest has booted, the host
 //!   answers with one [`RunSpec`] as a single JSON line, and init finally writes
 //!   an [`Report`] line (`exit N` or `error MESSAGE`).
-//! - [`STDOUT_PORT`]: the container's standard output; what the host writes to it
-//!   is the container's standard input.
+//! - [`STDOUT_PORT`]: the container's standard output.
 //! - [`STDERR_PORT`]: the container's standard error.
+//! - [`STDIN_PORT`]: the container's standard input; the host closes the port
+//!   when its input ends, and the command reads end of file.
 //!
 //! The run spec travels after boot, never on the kernel command line, so that a
 //! booted guest can be snapshotted once and resumed for every container.
@@ -23,6 +24,8 @@ pub const CONTROL_PORT: &str = "spin.control";
 pub const STDOUT_PORT: &str = "spin.stdout";
 /// Name of the port that carries the container's stderr.
 pub const STDERR_PORT: &str = "spin.stderr";
+/// Name of the port that carries the container's stdin.
+pub const STDIN_PORT: &str = "spin.stdin";
 /// The line init writes on the control port when it waits for a run spec.
 pub const READY: &str = "ready";
 

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use spin_init::{
-    CONTROL_PORT, MountSpec, NetworkSpec, READY, Report, RunSpec, STDERR_PORT, STDOUT_PORT,
+    CONTROL_PORT, MountSpec, NetworkSpec, READY, Report, RunSpec, STDERR_PORT, STDIN_PORT,
+    STDOUT_PORT,
 };
 
 /// Where the container's root is assembled before init switches into it.
@@ -59,6 +60,11 @@ fn run(control: &mut File, ports: &HashMap<String, PathBuf>) -> Result<i32, Stri
     // The stdio ports stay open across the switch of root.
     let stdout = open_rw(&ports[STDOUT_PORT])?;
     let stderr = open_rw(&ports[STDERR_PORT])?;
+    let stdin = if spec.stdin {
+        Some(open_rw(&ports[STDIN_PORT])?)
+    } else {
+        None
+    };
 
     let root = if spec.root_disk {
         assemble_root()?;
@@ -74,13 +80,9 @@ fn run(control: &mut File, ports: &HashMap<String, PathBuf>) -> Result<i32, Stri
     if root != Path::new("/") {
         switch_root(root)?;
     }
-    // A virtio port opens only once: stdin shares the stdout port's descriptor.
-    let stdin = if spec.stdin {
-        stdout
-            .try_clone()
-            .map_err(|e| format!("duplicating the stdout port: {e}"))?
-    } else {
-        open_rw(Path::new("/dev/null"))?
+    let stdin = match stdin {
+        Some(port) => port,
+        None => open_rw(Path::new("/dev/null"))?,
     };
     Ok(supervise(&spec, [stdin, stdout, stderr]))
 }
@@ -112,7 +114,7 @@ fn read_line(f: &mut File) -> io::Result<String> {
 
 /// Maps virtio-console port names to their device nodes, waiting for them to appear.
 fn find_ports() -> Result<HashMap<String, PathBuf>, String> {
-    let wanted = [CONTROL_PORT, STDOUT_PORT, STDERR_PORT];
+    let wanted = [CONTROL_PORT, STDOUT_PORT, STDERR_PORT, STDIN_PORT];
     let start = Instant::now();
     loop {
         let mut found = HashMap::new();

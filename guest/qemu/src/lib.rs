@@ -329,15 +329,18 @@ impl QemuRun {
             ))
             .args(["-device", "virtserialport,chardev=ctl,name=spin.control"])
             .arg("-chardev")
-            .arg(match self.stdin {
-                // A socket carries both directions when the command reads stdin.
-                Some(_) => format!("socket,id=out,path={}", escape_opt(&dir.join("out.sock"))),
-                None => chardev_file("out", &dir.join("stdout")),
-            })
+            .arg(chardev_file("out", &dir.join("stdout")))
             .args(["-device", "virtserialport,chardev=out,name=spin.stdout"])
             .arg("-chardev")
             .arg(chardev_file("err", &dir.join("stderr")))
-            .args(["-device", "virtserialport,chardev=err,name=spin.stderr"]);
+            .args(["-device", "virtserialport,chardev=err,name=spin.stderr"])
+            .arg("-chardev")
+            .arg(match self.stdin {
+                // Closing the socket closes the port: the command reads end of file.
+                Some(_) => format!("socket,id=in,path={}", escape_opt(&dir.join("in.sock"))),
+                None => "null,id=in".to_string(),
+            })
+            .args(["-device", "virtserialport,chardev=in,name=spin.stdin"]);
         for (i, share) in self.shares.iter().enumerate() {
             cmd.arg("-fsdev").arg(format!(
                 "local,id=fs{i},path={},security_model=none{}",
@@ -371,12 +374,12 @@ impl QemuRun {
             .map_err(io_err("configuring the control socket"))?;
         let start = Instant::now();
         let deadline = start + self.timeout;
-        let stdio_pump = match &self.stdin {
+        let stdin_feeder = match &self.stdin {
             Some(data) => {
-                let out = UnixListener::bind(dir.join("out.sock"))
-                    .map_err(io_err("binding the stdio socket"))?;
+                let sock = UnixListener::bind(dir.join("in.sock"))
+                    .map_err(io_err("binding the stdin socket"))?;
                 let data = data.clone();
-                Some(std::thread::spawn(move || pump_stdio(out, data, deadline)))
+                Some(std::thread::spawn(move || feed_stdin(sock, data, deadline)))
             }
             None => None,
         };
@@ -456,13 +459,13 @@ impl QemuRun {
             });
         };
         let read = |name: &str| fs::read(dir.join(name)).map_err(io_err(format!("reading {name}")));
-        let stdout = match stdio_pump {
-            Some(pump) => pump
+        if let Some(feeder) = stdin_feeder {
+            feeder
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the stdio thread panicked")))
-                .map_err(io_err("exchanging stdio with QEMU"))?,
-            None => read("stdout")?,
-        };
+                .unwrap_or_else(|_| Err(io::Error::other("the stdin thread panicked")))
+                .map_err(io_err("feeding stdin to QEMU"))?;
+        }
+        let stdout = read("stdout")?;
         Ok(Outcome {
             report,
             stdout,
@@ -474,8 +477,8 @@ impl QemuRun {
     }
 }
 
-/// Accepts QEMU's stdio connection, sends `stdin`, and collects stdout until QEMU closes it.
-fn pump_stdio(listener: UnixListener, stdin: Vec<u8>, deadline: Instant) -> io::Result<Vec<u8>> {
+/// Accepts QEMU's stdin connection, sends `stdin`, and closes it (the end of file).
+fn feed_stdin(listener: UnixListener, stdin: Vec<u8>, deadline: Instant) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut stream = loop {
         match listener.accept() {
@@ -487,15 +490,35 @@ fn pump_stdio(listener: UnixListener, stdin: Vec<u8>, deadline: Instant) -> io::
         }
     };
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(
+    stream.set_write_timeout(Some(
         deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1)),
     ))?;
     stream.write_all(&stdin)?;
-    let mut out = Vec::new();
-    io::Read::read_to_end(&mut stream, &mut out)?;
-    Ok(out)
+    // QEMU drops what it has not read when it sees the connection close, and it
+    // reads only as fast as the guest takes: close once the queue is empty.
+    while unread(&stream)? > 0 {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the guest did not read its stdin",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stream.shutdown(std::net::Shutdown::Both)
+}
+
+/// Bytes written to a Unix socket that its peer has not read yet.
+fn unread(stream: &std::os::unix::net::UnixStream) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the valid pointer.
+    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
 }
 
 /// Waits for QEMU to end by itself until `deadline`, then kills it; `None` if killed.

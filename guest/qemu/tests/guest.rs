@@ -169,13 +169,13 @@ fn riscv64_bad_mount_is_reported_not_hung() {
 }
 
 #[test]
-fn riscv64_stdin_reaches_the_command() {
+fn riscv64_stdin_reaches_the_command_and_ends() {
     let run = QemuRun::new(
         artifacts(Arch::Riscv64),
-        sh("read line; echo \"got $line\""),
+        sh("read line; echo \"got $line\"; wc -l"),
     )
-    .stdin("hello stdin\n");
+    .stdin("hello stdin\nb\nc\n");
     let out = run_with(run);
     assert_eq!(out.exit_code(), Some(0), "stderr: {}", out.stderr_text());
-    assert_eq!(out.stdout_text(), "got hello stdin\n");
+    assert_eq!(out.stdout_text(), "got hello stdin\n2\n");
 }
