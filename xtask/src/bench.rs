@@ -19,12 +19,13 @@ use crate::{artifacts_dir, run_cmd, workspace_root};
 pub fn bench(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("emu") => emu(),
+        Some("run") => crate::bench_run::run(),
         Some(name @ ("net" | "pull")) => run_cmd(
             Command::new(crate::toolchain::host_cargo())
                 .current_dir(workspace_root())
                 .args(["bench", "-p", "spin-benches", "--bench", name]),
         ),
-        _ => bail!("usage: cargo xtask bench emu|net|pull"),
+        _ => bail!("usage: cargo xtask bench emu|run|net|pull"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! spin's build and test tasks: `cargo xtask <command>`.
 
 mod bench;
+mod bench_run;
 mod boot;
 mod cache;
 mod cpio;
@@ -25,8 +26,11 @@ commands:
   build-guest        build kernels, spin-init, initramfs and test images into target/spin/
   boot [--native] [--disk F.sqfs] [--mem MiB] -- CMD...
                      boot the riscv64 guest on spin's emulator (wasm by default) and run CMD
-  bench emu|net|pull run a benchmark (emu: qemu vs wasm vs native, side by side)
-  demo               run the demo container (busybox: a greeting and `uname -m`)
+  bench emu|run|net|pull
+                     a benchmark, peers side by side (emu: qemu/wasm/native;
+                     run: container start, total and memory vs qemu)
+  demo               `spin run` of the demo container (busybox: a greeting, `uname -m`,
+                     an env variable and a mounted host file)
   test               install, build and run every test (what CI runs)
 ";
 
