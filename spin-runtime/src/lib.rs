@@ -33,6 +33,49 @@
 //! # Ok::<(), spin_runtime::Error>(())
 //! ```
 //!
+//! An image pulled from a registry into a local store, run by name with a
+//! host folder mounted read-only; the image's Entrypoint, Cmd, Env, WorkingDir
+//! and User are the defaults that the options override, as with Docker:
+//!
+//! ```no_run
+//! use spin_registry::{PullOptions, Reference, Registry};
+//! use spin_runtime::{Arch, ImageSource, Runtime};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::open("/var/lib/spin".as_ref())?;
+//! let image: Reference = "127.0.0.1:5000/hello:latest".parse()?;
+//! let options = PullOptions { insecure: true, ..PullOptions::default() };
+//! tokio::runtime::Runtime::new()?.block_on(registry.pull(&image, &options, &|_event| {}))?;
+//! println!("root filesystem: {}", registry.path(&image)?.display());
+//!
+//! let runtime = Runtime::new(Arch::Riscv64)?.with_registry(registry);
+//! let status = runtime
+//!     .container(ImageSource::Image(image.to_string()))
+//!     .command(["ls", "-l", "/import"])
+//!     .mount("/home/me/data", "/import", true)
+//!     .run()?;
+//! std::process::exit(status.code());
+//! # }
+//! ```
+//!
+//! Stopping a container from another thread:
+//!
+//! ```no_run
+//! use spin_runtime::{Arch, ImageSource, Runtime};
+//!
+//! let runtime = Runtime::new(Arch::Riscv64)?;
+//! let container = runtime
+//!     .container(ImageSource::ImageFile("busybox.sqfs".into()))
+//!     .command(["sleep", "1000"]);
+//! let stop = container.stop_handle();
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(std::time::Duration::from_secs(5));
+//!     stop.stop();
+//! });
+//! assert!(container.run()?.stopped());
+//! # Ok::<(), spin_runtime::Error>(())
+//! ```
+//!
 //! Not there yet: the native (non-wasm) backend and the x86-64 emulator.
 //! Asking for them is an error, never a silent no-op.
 
@@ -238,6 +281,23 @@ impl GuestFiles {
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit, once: each
+/// file a guest holds open in a mount holds one or two host descriptors, and
+/// the usual soft limit (1024) is low for several containers.
+fn raise_open_file_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            limit.current = limit.maximum;
+            if let Err(e) = setrlimit(Resource::Nofile, limit) {
+                tracing::debug!("could not raise the open file limit: {e}");
+            }
+        }
+    });
+}
+
 /// Runs containers of one architecture.
 pub struct Runtime {
     arch: Arch,
@@ -255,7 +315,13 @@ impl Runtime {
     /// A runtime with explicit guest files. The emulator module is compiled at
     /// most once per process and cached compiled on disk.
     pub fn with_files(arch: Arch, files: GuestFiles) -> Result<Runtime, Error> {
+        if arch == Arch::X86_64 {
+            return Err(Error::Unsupported(
+                "the x86-64 guest (its emulator is not written yet; use riscv64)",
+            ));
+        }
         files.check()?;
+        raise_open_file_limit();
         let module = engine::load_module(&files.emulator)?;
         Ok(Runtime {
             arch,
