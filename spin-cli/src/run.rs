@@ -48,8 +48,8 @@ pub struct RunArgs {
     /// Working directory inside the container.
     #[arg(short = 'w', long, value_name = "DIR")]
     workdir: Option<String>,
-    /// User to run as, `UID[:GID]`.
-    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    /// User to run as: `NAME`, `UID`, `NAME:GROUP` or `UID:GID`.
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     user: Option<String>,
     /// Replace the image's entrypoint (an empty string for none).
     #[arg(long)]
@@ -142,16 +142,6 @@ fn parse_volume(s: &str) -> Result<(PathBuf, String, bool)> {
     Ok((PathBuf::from(host), guest.to_string(), read_only))
 }
 
-/// `-u UID[:GID]`.
-fn parse_user(s: &str) -> Result<(u32, u32)> {
-    let (u, g) = s.split_once(':').unwrap_or((s, "0"));
-    let id = |x: &str| {
-        x.parse::<u32>()
-            .with_context(|| format!("-u {s}: give numeric ids (UID[:GID])"))
-    };
-    Ok((id(u)?, id(g)?))
-}
-
 /// Whether a registry host is this machine (Docker trusts those over plain HTTP).
 fn is_loopback_registry(reference: &Reference) -> bool {
     let host = reference
@@ -241,9 +231,8 @@ pub fn run(store: &Path, a: RunArgs) -> Result<i32> {
     if let Some(dir) = a.workdir {
         container = container.workdir(dir);
     }
-    if let Some(user) = &a.user {
-        let (uid, gid) = parse_user(user)?;
-        container = container.user(uid, gid);
+    if let Some(user) = a.user {
+        container = container.user_name(user);
     }
     let stop = container.stop_handle();
     ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl-C handler")?;

@@ -58,6 +58,13 @@ int main(int argc, char **argv) {
     assert!(st.success(), "riscv64-linux-gnu-gcc failed");
     let elf = std::fs::read(&out).unwrap();
     tar(&[
+        E::Dir("etc/", 0o755),
+        E::File(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0::/:/bin/sh\napp:x:1234:1234::/:/bin/sh\n",
+        ),
+        E::File("etc/group", 0o644, b"root:x:0:\napp:x:1234:\n"),
         E::Dir("usr/", 0o755),
         E::Dir("usr/bin/", 0o755),
         E::File("usr/bin/hello", 0o755, &elf),
@@ -121,6 +128,20 @@ fn pull_from_a_registry_and_run_with_the_image_defaults() {
         "args=x greeting=from-image cwd=/tmp uid=0\n"
     );
     assert_eq!(o.status.code(), Some(1));
+
+    // A user by name, from the image's /etc/passwd; an unknown one fails.
+    let o = spin(&store, &["run", "-u", "app", &name, "x"]);
+    assert_eq!(
+        text(&o.stdout),
+        "args=x greeting=from-image cwd=/work uid=1234\n"
+    );
+    let o = spin(&store, &["run", "-u", "nobody", &name, "x"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o.stderr).contains("unable to find user nobody"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

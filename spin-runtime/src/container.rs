@@ -108,7 +108,7 @@ pub struct Container<'r> {
     command: Option<Vec<String>>,
     env: Vec<(String, String)>,
     workdir: Option<String>,
-    user: Option<(u32, u32)>,
+    user: Option<User>,
     spec: RunSpec,
     memory_mib: u32,
     timeout: Option<Duration>,
@@ -180,7 +180,14 @@ impl<'r> Container<'r> {
 
     /// The numeric user and group the command runs as, over the image's.
     pub fn user(mut self, uid: u32, gid: u32) -> Self {
-        self.user = Some((uid, gid));
+        self.user = Some(User::Ids(uid, gid));
+        self
+    }
+
+    /// The user as `docker run -u` takes it (`name`, `uid`, `name:group`,
+    /// `uid:gid`), looked up in the container's `/etc/passwd` and `/etc/group`.
+    pub fn user_name(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(User::Name(user.into()));
         self
     }
 
@@ -491,32 +498,23 @@ impl<'r> Container<'r> {
         {
             spec.cwd = dir;
         }
-        let (uid, gid) = match (self.user, image.and_then(|c| c.user.as_deref())) {
-            (Some(ids), _) => ids,
-            (None, Some(user)) if !user.is_empty() => parse_user(user)?,
-            _ => (0, 0),
-        };
-        spec.uid = uid;
-        spec.gid = gid;
+        let image_user = image
+            .and_then(|c| c.user.clone())
+            .filter(|u| !u.is_empty())
+            .map(User::Name);
+        match self.user.clone().or(image_user) {
+            Some(User::Ids(uid, gid)) => (spec.uid, spec.gid) = (uid, gid),
+            // Names need the image's /etc/passwd: init resolves them.
+            Some(User::Name(name)) => spec.user = Some(name),
+            None => {}
+        }
         Ok(())
     }
 }
 
-/// A `USER` of an image config: `uid`, `uid:gid`, or `root`.
-fn parse_user(user: &str) -> Result<(u32, u32), Error> {
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let id = |s: &str| match s {
-        "root" => Some(0),
-        _ => s.parse::<u32>().ok(),
-    };
-    let uid = id(u);
-    // Without a group, Docker takes the user's group from the image's
-    // /etc/passwd, or 0 when it has none; the host cannot read it, so 0.
-    let gid = if g.is_empty() { Some(0) } else { id(g) };
-    match (uid, gid) {
-        (Some(uid), Some(gid)) => Ok((uid, gid)),
-        _ => Err(Error::Unsupported(
-            "an image USER given by name other than root (set a numeric user)",
-        )),
-    }
+/// Who the command runs as.
+#[derive(Debug, Clone)]
+enum User {
+    Ids(u32, u32),
+    Name(String),
 }

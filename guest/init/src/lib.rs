@@ -47,6 +47,11 @@ pub struct RunSpec {
     /// Group id the command runs as.
     #[serde(default)]
     pub gid: u32,
+    /// A user as an image's `USER` names it (`name`, `uid`, `name:group`,
+    /// `uid:gid`), resolved in the container's `/etc/passwd` and `/etc/group`
+    /// as Docker does; when set it replaces `uid` and `gid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Host name of the container.
     #[serde(default = "default_hostname")]
     pub hostname: String,
@@ -176,6 +181,94 @@ impl RunSpec {
     }
 }
 
+/// The ids a command runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups (the groups of `/etc/group` that list the user).
+    pub groups: Vec<u32>,
+}
+
+/// Resolves `user` (`name`, `uid`, `name:group`, `uid:gid`) with the contents
+/// of a container's `/etc/passwd` and `/etc/group`, as Docker does: a name must
+/// exist; a numeric user without an entry gets group 0; a user's primary group
+/// comes from its entry unless a group is given.
+pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<Identity, String> {
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    // name:password:uid:gid:...
+    let entry = passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        let (name, uid, gid) = (
+            f.first()?,
+            f.get(2)?.parse::<u32>().ok()?,
+            f.get(3)?.parse::<u32>().ok()?,
+        );
+        let matches = match user_part.parse::<u32>() {
+            Ok(n) => uid == n,
+            Err(_) => *name == user_part,
+        };
+        matches.then(|| (name.to_string(), uid, gid))
+    });
+    let (name, uid, primary) = match (entry, user_part.parse::<u32>()) {
+        (Some(e), _) => (Some(e.0), e.1, e.2),
+        (None, Ok(uid)) => (None, uid, 0),
+        (None, Err(_)) => {
+            return Err(format!(
+                "unable to find user {user_part}: no matching entries in passwd file"
+            ));
+        }
+    };
+    // name:password:gid:member,member
+    let groups: Vec<(&str, u32, Vec<&str>)> = group
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            let members = f
+                .get(3)
+                .map(|m| m.split(',').filter(|m| !m.is_empty()).collect());
+            Some((
+                *f.first()?,
+                f.get(2)?.parse::<u32>().ok()?,
+                members.unwrap_or_default(),
+            ))
+        })
+        .collect();
+    let gid = match group_part {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|(n, _, _)| *n == g)
+                .map(|(_, id, _)| *id)
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        },
+    };
+    let mut supplementary: Vec<u32> = match &name {
+        Some(n) if group_part.is_none() => groups
+            .iter()
+            .filter(|(_, _, members)| members.contains(&n.as_str()))
+            .map(|(_, id, _)| *id)
+            .collect(),
+        _ => Vec::new(),
+    };
+    supplementary.retain(|g| *g != gid);
+    supplementary.dedup();
+    Ok(Identity {
+        uid,
+        gid,
+        groups: supplementary,
+    })
+}
+
 /// The `PATH` a container gets when its image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -208,6 +301,43 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         assert!(serde_json::from_str::<RunSpec>(r#"{"args":["true"],"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn users_resolve_as_docker_resolves_them() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
+        let group = "root:x:0:\nwww:x:33:\napp:x:1000:\nstaff:x:50:app,other\nmail:x:8:app\n";
+        let id = |uid, gid, groups: &[u32]| Identity {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        assert_eq!(
+            resolve_user("app", passwd, group),
+            Ok(id(1000, 1000, &[50, 8]))
+        );
+        assert_eq!(resolve_user("www", passwd, group), Ok(id(33, 33, &[])));
+        assert_eq!(
+            resolve_user("1000", passwd, group),
+            Ok(id(1000, 1000, &[50, 8]))
+        );
+        assert_eq!(resolve_user("4242", passwd, group), Ok(id(4242, 0, &[])));
+        assert_eq!(
+            resolve_user("app:staff", passwd, group),
+            Ok(id(1000, 50, &[]))
+        );
+        assert_eq!(resolve_user("4242:7", passwd, group), Ok(id(4242, 7, &[])));
+        assert!(
+            resolve_user("nobody", passwd, group)
+                .unwrap_err()
+                .contains("nobody")
+        );
+        assert!(
+            resolve_user("app:nogroup", passwd, group)
+                .unwrap_err()
+                .contains("nogroup")
+        );
+        assert_eq!(resolve_user("0", "", ""), Ok(id(0, 0, &[])));
     }
 
     #[test]

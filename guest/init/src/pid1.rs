@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use spin_init::{
-    CONTROL_PORT, MountSpec, NetworkSpec, READY, Report, RunSpec, STDERR_PORT, STDIN_PORT,
-    STDOUT_PORT,
+    CONTROL_PORT, Identity, MountSpec, NetworkSpec, READY, Report, RunSpec, STDERR_PORT,
+    STDIN_PORT, STDOUT_PORT, resolve_user,
 };
 
 /// Where the container's root is assembled before init switches into it.
@@ -80,11 +80,22 @@ fn run(control: &mut File, ports: &HashMap<String, PathBuf>) -> Result<i32, Stri
     if root != Path::new("/") {
         switch_root(root)?;
     }
+    let identity = match &spec.user {
+        Some(user) => {
+            let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+            resolve_user(user, &read("/etc/passwd"), &read("/etc/group"))?
+        }
+        None => Identity {
+            uid: spec.uid,
+            gid: spec.gid,
+            groups: Vec::new(),
+        },
+    };
     let stdin = match stdin {
         Some(port) => port,
         None => open_rw(Path::new("/dev/null"))?,
     };
-    Ok(supervise(&spec, [stdin, stdout, stderr]))
+    Ok(supervise(&spec, &identity, [stdin, stdout, stderr]))
 }
 
 fn open_rw(path: &Path) -> Result<File, String> {
@@ -389,8 +400,8 @@ extern "C" fn remember_signal(sig: libc::c_int) {
 }
 
 /// Runs the command as init's child, reaps every orphan, returns the command's status.
-fn supervise(spec: &RunSpec, stdio: [File; 3]) -> i32 {
-    let child = match spawn(spec, &stdio) {
+fn supervise(spec: &RunSpec, identity: &Identity, stdio: [File; 3]) -> i32 {
+    let child = match spawn(spec, identity, &stdio) {
         Ok(pid) => pid,
         Err(code) => return code,
     };
@@ -431,7 +442,7 @@ fn supervise(spec: &RunSpec, stdio: [File; 3]) -> i32 {
 }
 
 /// Forks and execs the command; returns the child's pid, or the exit code on failure.
-fn spawn(spec: &RunSpec, stdio: &[File; 3]) -> Result<libc::pid_t, i32> {
+fn spawn(spec: &RunSpec, identity: &Identity, stdio: &[File; 3]) -> Result<libc::pid_t, i32> {
     let path_var = spec
         .env
         .iter()
@@ -476,10 +487,11 @@ fn spawn(spec: &RunSpec, stdio: &[File; 3]) -> Result<libc::pid_t, i32> {
             let _ = writeln!(io::stderr(), "spin-init: {what} {:?}: {err}", spec.args[0]);
             libc::_exit(code)
         };
-        if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(spec.gid) != 0 {
+        let groups = &identity.groups;
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(identity.gid) != 0 {
             fail("cannot set group for", 126);
         }
-        if libc::setuid(spec.uid) != 0 {
+        if libc::setuid(identity.uid) != 0 {
             fail("cannot set user for", 126);
         }
         if libc::chdir(cwd_c.as_ptr()) != 0 {
