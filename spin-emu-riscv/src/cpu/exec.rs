@@ -210,8 +210,8 @@ impl Cpu {
             if self.instret >= self.slice_end {
                 break;
             }
-            let mut insn = match self.block_entry(pc) {
-                Ok(insn) => insn,
+            let mut si = match self.block_entry(pc) {
+                Ok(si) => si,
                 Err(e) => {
                     self.instret += 1;
                     self.pc = pc;
@@ -222,146 +222,158 @@ impl Cpu {
                     continue;
                 }
             };
-            let base = self.fetch_base;
-            let mut idx = ((pc & 0xfff) >> 1) as usize;
-            self.instret += self.code_n[base + idx] as u64;
+            self.instret += self.code_n[si] as u64;
             let exc: Exception = 'block: loop {
-                let next = pc.wrapping_add(insn.len());
-                let rd = insn.rd as usize;
-                let imm = insn.imm as i64 as u64;
-                macro_rules! a {
-                    () => {
-                        self.x[(insn.rs1 & 31) as usize]
-                    };
-                }
-                macro_rules! b {
-                    () => {
-                        self.x[(insn.rs2 & 31) as usize]
-                    };
-                }
-                macro_rules! ld {
-                    ($n:literal) => {
-                        match self.load::<$n>(a!().wrapping_add(imm)) {
-                            Ok(v) => v,
-                            Err(e) => break 'block e,
+                // One instruction; the loop runs two per iteration, so that each
+                // has its own dispatch (better predicted).
+                macro_rules! step {
+                    () => {{
+                        // SAFETY: `si` starts at a slot of the fetch page (or at the
+                        // scratch slot) and moves forward by 1 or 2 slots after each
+                        // instruction that does not end the block, so at most to one
+                        // of the two `PageEnd` sentinels after the page's (or the
+                        // scratch slot's) 2048 slots, which end the block. `code`
+                        // never shrinks.
+                        let insn = unsafe { *self.code.get_unchecked(si) };
+                        let next = pc.wrapping_add(insn.len());
+                        let rd = insn.rd as usize;
+                        let imm = insn.imm as i64 as u64;
+                        macro_rules! a {
+                            () => {
+                                self.x[(insn.rs1 & 31) as usize]
+                            };
                         }
-                    };
-                }
-                macro_rules! st {
-                    ($n:literal) => {{
-                        let va = a!().wrapping_add(imm);
-                        let v = b!();
-                        if !self.store_fast::<$n>(va, v) {
-                            if let Err(e) = self.store_slow(va, $n, v) {
-                                break 'block e;
-                            }
-                            if self.fetch_vpn == super::NO_PAGE {
-                                // The store hit decoded code: leave the block.
-                                self.instret -= self.code_n[base + idx] as u64 - 1;
-                                pc = next;
+                        macro_rules! b {
+                            () => {
+                                self.x[(insn.rs2 & 31) as usize]
+                            };
+                        }
+                        macro_rules! ld {
+                            ($n:literal) => {
+                                match self.load::<$n>(a!().wrapping_add(imm)) {
+                                    Ok(v) => v,
+                                    Err(e) => break 'block e,
+                                }
+                            };
+                        }
+                        macro_rules! st {
+                            ($n:literal) => {{
+                                let va = a!().wrapping_add(imm);
+                                let v = b!();
+                                if !self.store_fast::<$n>(va, v) {
+                                    if let Err(e) = self.store_slow(va, $n, v) {
+                                        break 'block e;
+                                    }
+                                    if self.fetch_vpn == super::NO_PAGE {
+                                        // The store hit decoded code: leave the block.
+                                        self.instret -= self.code_n[si] as u64 - 1;
+                                        pc = next;
+                                        continue 'outer;
+                                    }
+                                }
+                            }};
+                        }
+                        match insn.op {
+                            Addi => self.x[rd] = a!().wrapping_add(imm),
+                            Add => self.x[rd] = a!().wrapping_add(b!()),
+                            Lui => self.x[rd] = imm,
+                            Auipc => self.x[rd] = pc.wrapping_add(imm),
+                            Jal => {
+                                self.x[rd] = next;
+                                pc = pc.wrapping_add(imm);
                                 continue 'outer;
                             }
+                            Jalr => {
+                                let t = a!().wrapping_add(imm) & !1;
+                                self.x[rd] = next;
+                                pc = t;
+                                continue 'outer;
+                            }
+                            Beq | Bne | Blt | Bge | Bltu | Bgeu => {
+                                let (a, b) = (a!(), b!());
+                                let taken = match insn.op {
+                                    Beq => a == b,
+                                    Bne => a != b,
+                                    Blt => (a as i64) < (b as i64),
+                                    Bge => (a as i64) >= (b as i64),
+                                    Bltu => a < b,
+                                    _ => a >= b,
+                                };
+                                pc = if taken { pc.wrapping_add(imm) } else { next };
+                                continue 'outer;
+                            }
+                            Lb => self.x[rd] = ld!(1) as i8 as i64 as u64,
+                            Lh => self.x[rd] = ld!(2) as i16 as i64 as u64,
+                            Lw => self.x[rd] = sx32(ld!(4)),
+                            Ld => self.x[rd] = ld!(8),
+                            Lbu => self.x[rd] = ld!(1),
+                            Lhu => self.x[rd] = ld!(2),
+                            Lwu => self.x[rd] = ld!(4),
+                            Sb => st!(1),
+                            Sh => st!(2),
+                            Sw => st!(4),
+                            Sd => st!(8),
+                            Slti => self.x[rd] = ((a!() as i64) < (imm as i64)) as u64,
+                            Sltiu => self.x[rd] = (a!() < imm) as u64,
+                            Xori => self.x[rd] = a!() ^ imm,
+                            Ori => self.x[rd] = a!() | imm,
+                            Andi => self.x[rd] = a!() & imm,
+                            Slli => self.x[rd] = a!() << (imm & 63),
+                            Srli => self.x[rd] = a!() >> (imm & 63),
+                            Srai => self.x[rd] = ((a!() as i64) >> (imm & 63)) as u64,
+                            Sub => self.x[rd] = a!().wrapping_sub(b!()),
+                            Sll => self.x[rd] = a!() << (b!() & 63),
+                            Slt => self.x[rd] = ((a!() as i64) < (b!() as i64)) as u64,
+                            Sltu => self.x[rd] = (a!() < b!()) as u64,
+                            Xor => self.x[rd] = a!() ^ b!(),
+                            Srl => self.x[rd] = a!() >> (b!() & 63),
+                            Sra => self.x[rd] = ((a!() as i64) >> (b!() & 63)) as u64,
+                            Or => self.x[rd] = a!() | b!(),
+                            And => self.x[rd] = a!() & b!(),
+                            Addiw => self.x[rd] = sx32(a!().wrapping_add(imm)),
+                            Slliw => self.x[rd] = sx32(((a!() as u32) << (imm & 31)) as u64),
+                            Srliw => self.x[rd] = sx32(((a!() as u32) >> (imm & 31)) as u64),
+                            Sraiw => self.x[rd] = ((a!() as i32) >> (imm & 31)) as i64 as u64,
+                            Addw => self.x[rd] = sx32(a!().wrapping_add(b!())),
+                            Subw => self.x[rd] = sx32(a!().wrapping_sub(b!())),
+                            Sllw => self.x[rd] = sx32(((a!() as u32) << (b!() & 31)) as u64),
+                            Srlw => self.x[rd] = sx32(((a!() as u32) >> (b!() & 31)) as u64),
+                            Sraw => self.x[rd] = ((a!() as i32) >> (b!() & 31)) as i64 as u64,
+                            Fence => {}
+                            Mul | Mulh | Mulhsu | Mulhu | Div | Divu | Rem | Remu | Mulw | Divw
+                            | Divuw | Remw | Remuw => self.x[rd] = muldiv(insn.op, a!(), b!()),
+                            PageEnd | Undecoded => continue 'outer,
+                            op if op as u8 >= Flw as u8 => {
+                                self.pc = pc;
+                                if let Err(e) = self.execute_fp_at(si) {
+                                    break 'block e;
+                                }
+                                if self.fetch_vpn == super::NO_PAGE {
+                                    self.instret -= self.code_n[si] as u64 - 1;
+                                    pc = next;
+                                    continue 'outer;
+                                }
+                            }
+                            _ => {
+                                // Ends the block.
+                                self.pc = pc;
+                                match self.execute_system_at(si, pc) {
+                                    Ok(n) => {
+                                        pc = n;
+                                        continue 'outer;
+                                    }
+                                    Err(e) => break 'block e,
+                                }
+                            }
                         }
+                        pc = next;
+                        si += insn.len() as usize >> 1;
                     }};
                 }
-                match insn.op {
-                    Addi => self.x[rd] = a!().wrapping_add(imm),
-                    Add => self.x[rd] = a!().wrapping_add(b!()),
-                    Lui => self.x[rd] = imm,
-                    Auipc => self.x[rd] = pc.wrapping_add(imm),
-                    Jal => {
-                        self.x[rd] = next;
-                        pc = pc.wrapping_add(imm);
-                        continue 'outer;
-                    }
-                    Jalr => {
-                        let t = a!().wrapping_add(imm) & !1;
-                        self.x[rd] = next;
-                        pc = t;
-                        continue 'outer;
-                    }
-                    Beq | Bne | Blt | Bge | Bltu | Bgeu => {
-                        let (a, b) = (a!(), b!());
-                        let taken = match insn.op {
-                            Beq => a == b,
-                            Bne => a != b,
-                            Blt => (a as i64) < (b as i64),
-                            Bge => (a as i64) >= (b as i64),
-                            Bltu => a < b,
-                            _ => a >= b,
-                        };
-                        pc = if taken { pc.wrapping_add(imm) } else { next };
-                        continue 'outer;
-                    }
-                    Lb => self.x[rd] = ld!(1) as i8 as i64 as u64,
-                    Lh => self.x[rd] = ld!(2) as i16 as i64 as u64,
-                    Lw => self.x[rd] = sx32(ld!(4)),
-                    Ld => self.x[rd] = ld!(8),
-                    Lbu => self.x[rd] = ld!(1),
-                    Lhu => self.x[rd] = ld!(2),
-                    Lwu => self.x[rd] = ld!(4),
-                    Sb => st!(1),
-                    Sh => st!(2),
-                    Sw => st!(4),
-                    Sd => st!(8),
-                    Slti => self.x[rd] = ((a!() as i64) < (imm as i64)) as u64,
-                    Sltiu => self.x[rd] = (a!() < imm) as u64,
-                    Xori => self.x[rd] = a!() ^ imm,
-                    Ori => self.x[rd] = a!() | imm,
-                    Andi => self.x[rd] = a!() & imm,
-                    Slli => self.x[rd] = a!() << (imm & 63),
-                    Srli => self.x[rd] = a!() >> (imm & 63),
-                    Srai => self.x[rd] = ((a!() as i64) >> (imm & 63)) as u64,
-                    Sub => self.x[rd] = a!().wrapping_sub(b!()),
-                    Sll => self.x[rd] = a!() << (b!() & 63),
-                    Slt => self.x[rd] = ((a!() as i64) < (b!() as i64)) as u64,
-                    Sltu => self.x[rd] = (a!() < b!()) as u64,
-                    Xor => self.x[rd] = a!() ^ b!(),
-                    Srl => self.x[rd] = a!() >> (b!() & 63),
-                    Sra => self.x[rd] = ((a!() as i64) >> (b!() & 63)) as u64,
-                    Or => self.x[rd] = a!() | b!(),
-                    And => self.x[rd] = a!() & b!(),
-                    Addiw => self.x[rd] = sx32(a!().wrapping_add(imm)),
-                    Slliw => self.x[rd] = sx32(((a!() as u32) << (imm & 31)) as u64),
-                    Srliw => self.x[rd] = sx32(((a!() as u32) >> (imm & 31)) as u64),
-                    Sraiw => self.x[rd] = ((a!() as i32) >> (imm & 31)) as i64 as u64,
-                    Addw => self.x[rd] = sx32(a!().wrapping_add(b!())),
-                    Subw => self.x[rd] = sx32(a!().wrapping_sub(b!())),
-                    Sllw => self.x[rd] = sx32(((a!() as u32) << (b!() & 31)) as u64),
-                    Srlw => self.x[rd] = sx32(((a!() as u32) >> (b!() & 31)) as u64),
-                    Sraw => self.x[rd] = ((a!() as i32) >> (b!() & 31)) as i64 as u64,
-                    Fence => {}
-                    Mul | Mulh | Mulhsu | Mulhu | Div | Divu | Rem | Remu | Mulw | Divw | Divuw
-                    | Remw | Remuw => self.x[rd] = muldiv(insn.op, a!(), b!()),
-                    PageEnd | Undecoded => continue 'outer,
-                    op if op as u8 >= Flw as u8 => {
-                        self.pc = pc;
-                        if let Err(e) = self.execute_fp(insn) {
-                            break 'block e;
-                        }
-                        if self.fetch_vpn == super::NO_PAGE {
-                            self.instret -= self.code_n[base + idx] as u64 - 1;
-                            pc = next;
-                            continue 'outer;
-                        }
-                    }
-                    _ => {
-                        // Ends the block.
-                        self.pc = pc;
-                        match self.execute_system(insn, pc) {
-                            Ok(n) => {
-                                pc = n;
-                                continue 'outer;
-                            }
-                            Err(e) => break 'block e,
-                        }
-                    }
-                }
-                pc = next;
-                idx += insn.len() as usize >> 1;
-                insn = self.code[base + idx];
+                step!();
+                step!();
             };
-            self.instret -= self.code_n[base + idx] as u64 - 1;
+            self.instret -= self.code_n[si] as u64 - 1;
             self.pc = pc;
             if let Some(exit) = self.trap(exc.cause, exc.tval) {
                 return exit;
@@ -372,24 +384,35 @@ impl Cpu {
         if self.wfi { Exit::Wfi } else { Exit::Budget }
     }
 
-    /// The instruction at `pc`, which starts a block: from the decoded-page
-    /// cache, after making its page the fetch page and decoding as needed.
+    /// The index in `code` of the instruction at `pc`, which starts a
+    /// block, after making its page the fetch page and decoding as needed.
     #[inline(always)]
-    fn block_entry(&mut self, pc: u64) -> Result<Insn, Exception> {
-        if pc >> 12 != self.fetch_vpn {
+    fn block_entry(&mut self, pc: u64) -> Result<usize, Exception> {
+        if pc >> 12 != self.fetch_vpn && !self.enter_code_page_fast(pc) {
             self.enter_code_page(pc)?;
         }
-        let idx = ((pc & 0xfff) >> 1) as usize;
-        let insn = self.code[self.fetch_base + idx];
-        if insn.op == Op::Undecoded {
-            return self.decode_block(pc, idx);
+        let si = self.fetch_base + ((pc & 0xfff) >> 1) as usize;
+        if self.code[si].op == Op::Undecoded {
+            return self.decode_block(pc, si);
         }
-        Ok(insn)
+        Ok(si)
+    }
+
+    /// [`Cpu::execute_system`] of `code[si]`.
+    #[inline(never)]
+    fn execute_system_at(&mut self, si: usize, pc: u64) -> Result<u64, Exception> {
+        self.execute_system(self.code[si], pc)
+    }
+
+    /// [`Cpu::execute_fp`] of `code[si]`.
+    #[inline(never)]
+    fn execute_fp_at(&mut self, si: usize) -> Result<(), Exception> {
+        self.execute_fp(self.code[si])
     }
 
     /// Executes an operation that ends its block (at `pc`, also in
     /// `self.pc`), returning the next pc.
-    #[inline(never)]
+    #[inline(always)]
     fn execute_system(&mut self, d: Insn, pc: u64) -> Result<u64, Exception> {
         use Op::*;
         let next = pc.wrapping_add(d.len());
@@ -496,7 +519,7 @@ impl Cpu {
         Ok(next)
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn execute_fp(&mut self, d: Insn) -> Result<(), Exception> {
         use Op::*;
         if !self.fs_enabled() {

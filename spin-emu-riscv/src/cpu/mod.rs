@@ -143,6 +143,10 @@ pub(crate) const PAGE_SLOTS: usize = 2048 + 2;
 /// Most pages with decoded instructions kept at once (24 MiB of cache).
 const MAX_CODE_PAGES: usize = 1024;
 pub(crate) const NO_PAGE: u64 = u64::MAX;
+/// The slot of `code` for an instruction that crosses a page boundary (not
+/// cached), followed by two `PageEnd` sentinels; pages start after it.
+const SCRATCH: usize = 0;
+const PAGES_START: usize = 3;
 
 /// One RISC-V hart plus the bus it is attached to.
 pub struct Cpu {
@@ -269,8 +273,8 @@ impl Cpu {
             slice_end: 0,
             slice_start: 0,
             code_slot: vec![0; pages],
-            code: Vec::new(),
-            code_n: Vec::new(),
+            code: vec![Insn::UNDECODED, Insn::PAGE_END, Insn::PAGE_END],
+            code_n: vec![0; PAGES_START],
             free_slots: Vec::new(),
             fetch_vpn: NO_PAGE,
             fetch_base: 0,
@@ -351,8 +355,9 @@ impl Cpu {
     /// page is decoded every time and not cached.
     #[cold]
     #[inline(never)]
-    pub(crate) fn decode_block(&mut self, pc: u64, idx: usize) -> Result<Insn, Exception> {
+    pub(crate) fn decode_block(&mut self, pc: u64, si: usize) -> Result<usize, Exception> {
         let base = self.fetch_base;
+        let idx = si - base;
         let d = &self.bus.ram.data;
         let read16 = |off: usize| u16::from_le_bytes([d[off], d[off + 1]]) as u32;
         let mut decoded = 0usize;
@@ -381,17 +386,36 @@ impl Cpu {
             }
         }
         if decoded == 0 {
-            // Crosses into the next page.
-            let insn = decode(self.fetch_slow(pc)?);
-            self.code_n[base + idx] = 1;
-            return Ok(insn);
+            // Crosses into the next page: decoded into the scratch slot,
+            // followed by `PageEnd` sentinels.
+            self.code[SCRATCH] = decode(self.fetch_slow(pc)?);
+            self.code_n[SCRATCH] = 1;
+            return Ok(SCRATCH);
         }
         let mut i = idx;
         for k in 0..decoded {
             self.code_n[base + i] = (decoded - k) as u16 + after;
             i += self.code[base + i].len() as usize / 2;
         }
-        Ok(self.code[base + idx])
+        Ok(si)
+    }
+
+    /// Makes the page of `pc` the current fetch page if the fetch TLB maps it
+    /// and it has decoded instructions already; false otherwise.
+    #[inline(always)]
+    pub(crate) fn enter_code_page_fast(&mut self, pc: u64) -> bool {
+        let e = self.tlb.x[Tlb::index(pc)];
+        if e.tag != self.tlb.key_x(pc) || !self.bus.ram.dirty_code.is_empty() {
+            return false;
+        }
+        let slot = self.code_slot[e.off >> 12];
+        if slot == 0 {
+            return false;
+        }
+        self.fetch_vpn = pc >> 12;
+        self.fetch_base = PAGES_START + (slot as usize - 1) * PAGE_SLOTS;
+        self.fetch_off = e.off;
+        true
     }
 
     /// Makes the page of `pc` the current fetch page, creating its decoded-page slot.
@@ -422,7 +446,7 @@ impl Cpu {
             s => s as usize - 1,
         };
         self.fetch_vpn = pc >> 12;
-        self.fetch_base = slot * PAGE_SLOTS;
+        self.fetch_base = PAGES_START + slot * PAGE_SLOTS;
         self.fetch_off = off;
         Ok(())
     }
@@ -431,7 +455,7 @@ impl Cpu {
         if let Some(s) = self.free_slots.pop() {
             return s as usize;
         }
-        let used = self.code.len() / PAGE_SLOTS;
+        let used = (self.code.len() - PAGES_START) / PAGE_SLOTS;
         if used < MAX_CODE_PAGES {
             self.code.extend_from_slice(&[Insn::UNDECODED; 2048]);
             self.code.extend_from_slice(&[Insn::PAGE_END; 2]);
@@ -450,7 +474,7 @@ impl Cpu {
     }
 
     fn clear_code_slot(&mut self, slot: usize) {
-        let start = slot * PAGE_SLOTS;
+        let start = PAGES_START + slot * PAGE_SLOTS;
         self.code[start..start + 2048].fill(Insn::UNDECODED);
     }
 
