@@ -12,6 +12,8 @@
 pub enum Op {
     /// Placeholder in the CPU's decoded-page cache: not decoded yet.
     Undecoded,
+    /// Past the end of a page in the decoded-page cache.
+    PageEnd,
     Illegal,
     Lui,
     Auipc,
@@ -175,19 +177,26 @@ pub enum Op {
     FmvDX,
 }
 
+/// Register index that decoded integer writes to `x0` use instead of 0: the
+/// CPU keeps a 33rd, never-read register there, so that `x0` stays 0 without
+/// a check or a store per instruction.
+pub const XZR: u8 = 32;
+
 /// A decoded instruction, packed in 8 bytes. Register fields index x or f
 /// registers depending on the operation; `imm` holds the immediate, the CSR
 /// number or the shift amount, and for F/D operations the rounding mode
 /// (bits 2:0) and the third source register (bits 7:3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub struct Insn {
     /// The operation.
     pub op: Op,
-    /// Destination register in bits 4:0; bit 7 set for a compressed instruction.
+    /// Destination register; integer writes to `x0` use [`XZR`] (see [`Insn::rd`]).
     pub rd: u8,
     /// First source register (or the 5-bit immediate of `csrr*i`).
     pub rs1: u8,
-    /// Second source register.
+    /// Second source register in bits 4:0 (see [`Insn::rs2`]); bit 7 set
+    /// for a compressed instruction.
     pub rs2: u8,
     /// Immediate, CSR number, shift amount, or rm/rs3 of F/D operations.
     pub imm: i32,
@@ -197,22 +206,27 @@ impl Insn {
     const fn new(op: Op, rd: u32, rs1: u32, rs2: u32, imm: i32, len: u8) -> Insn {
         Insn {
             op,
-            rd: rd as u8 | if len == 2 { 0x80 } else { 0 },
+            rd: rd as u8,
             rs1: rs1 as u8,
-            rs2: rs2 as u8,
+            rs2: rs2 as u8 | if len == 2 { 0x80 } else { 0 },
             imm,
         }
     }
-    /// The destination register.
+    /// The architectural destination register (0 for writes to `x0`).
     #[inline(always)]
     pub fn rd(self) -> usize {
         (self.rd & 31) as usize
+    }
+    /// The second source register.
+    #[inline(always)]
+    pub fn rs2(self) -> u8 {
+        self.rs2 & 31
     }
     /// Length in bytes: 2 (compressed) or 4.
     #[inline(always)]
     #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> u64 {
-        if self.rd & 0x80 != 0 { 2 } else { 4 }
+        if self.rs2 & 0x80 != 0 { 2 } else { 4 }
     }
     /// Rounding-mode field of an F/D operation.
     #[inline(always)]
@@ -228,6 +242,129 @@ impl Insn {
     pub const ILLEGAL: Insn = Insn::new(Op::Illegal, 0, 0, 0, 0, 4);
     /// An empty slot of the decoded-page cache.
     pub const UNDECODED: Insn = Insn::new(Op::Undecoded, 0, 0, 0, 0, 4);
+    /// The slots just past the end of a page in the decoded-page cache.
+    pub const PAGE_END: Insn = Insn::new(Op::PageEnd, 0, 0, 0, 0, 4);
+}
+
+impl Op {
+    /// Whether the operation writes the integer register `rd`.
+    pub fn writes_x(self) -> bool {
+        use Op::*;
+        matches!(
+            self,
+            Lui | Auipc
+                | Jal
+                | Jalr
+                | Lb
+                | Lh
+                | Lw
+                | Ld
+                | Lbu
+                | Lhu
+                | Lwu
+                | Addi
+                | Slti
+                | Sltiu
+                | Xori
+                | Ori
+                | Andi
+                | Slli
+                | Srli
+                | Srai
+                | Add
+                | Sub
+                | Sll
+                | Slt
+                | Sltu
+                | Xor
+                | Srl
+                | Sra
+                | Or
+                | And
+                | Addiw
+                | Slliw
+                | Srliw
+                | Sraiw
+                | Addw
+                | Subw
+                | Sllw
+                | Srlw
+                | Sraw
+                | Csrrw
+                | Csrrs
+                | Csrrc
+                | Csrrwi
+                | Csrrsi
+                | Csrrci
+                | Mul
+                | Mulh
+                | Mulhsu
+                | Mulhu
+                | Div
+                | Divu
+                | Rem
+                | Remu
+                | Mulw
+                | Divw
+                | Divuw
+                | Remw
+                | Remuw
+                | LrW
+                | ScW
+                | AmoSwapW
+                | AmoAddW
+                | AmoXorW
+                | AmoAndW
+                | AmoOrW
+                | AmoMinW
+                | AmoMaxW
+                | AmoMinuW
+                | AmoMaxuW
+                | LrD
+                | ScD
+                | AmoSwapD
+                | AmoAddD
+                | AmoXorD
+                | AmoAndD
+                | AmoOrD
+                | AmoMinD
+                | AmoMaxD
+                | AmoMinuD
+                | AmoMaxuD
+                | FcvtWS
+                | FcvtWuS
+                | FcvtLS
+                | FcvtLuS
+                | FmvXW
+                | FclassS
+                | FeqS
+                | FltS
+                | FleS
+                | FcvtWD
+                | FcvtWuD
+                | FcvtLD
+                | FcvtLuD
+                | FmvXD
+                | FclassD
+                | FeqD
+                | FltD
+                | FleD
+        )
+    }
+
+    /// Whether the operation ends a block of the decoded-page cache: control
+    /// transfers and every operation that may change how the following
+    /// instructions are fetched (privilege, translation, the code itself) or
+    /// that the run loop must look at (interrupt enables, WFI).
+    pub fn ends_block(self) -> bool {
+        use Op::*;
+        let x = self as u8;
+        let straight = (Lui as u8..=Auipc as u8).contains(&x)
+            || (Lb as u8..=Fence as u8).contains(&x)
+            || (Mul as u8..=Remuw as u8).contains(&x)
+            || x >= Flw as u8;
+        !straight
+    }
 }
 
 /// Returns the length in bytes of the instruction whose low 16 bits are `lo`.
@@ -239,11 +376,15 @@ pub fn insn_len(lo: u32) -> u8 {
 /// Decodes one instruction. For a compressed instruction only the low 16 bits
 /// of `raw` are looked at.
 pub fn decode(raw: u32) -> Insn {
-    if raw & 3 != 3 {
+    let mut d = if raw & 3 != 3 {
         decode_compressed(raw & 0xffff)
     } else {
         decode32(raw)
+    };
+    if d.rd == 0 && d.op.writes_x() {
+        d.rd = XZR;
     }
+    d
 }
 
 fn sext(v: u32, bits: u32) -> i32 {
@@ -766,7 +907,7 @@ mod tests {
         assert_eq!((d.op, d.rd(), d.rs1), (Op::Jalr, 0, 1));
         // c.sdsp ra, 8(sp) = 0xe406
         let d = decode(0xe406);
-        assert_eq!((d.op, d.rs1, d.rs2, d.imm), (Op::Sd, 2, 1, 8));
+        assert_eq!((d.op, d.rs1, d.rs2(), d.imm), (Op::Sd, 2, 1, 8));
     }
 
     #[test]

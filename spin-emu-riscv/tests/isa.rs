@@ -107,6 +107,45 @@ fn compressed_and_fp_basics() {
 }
 
 #[test]
+fn self_modifying_code() {
+    let r = run_snippet(
+        r#"
+    .option norvc
+    # Patch the next instruction of the same block, without and with fence.i.
+    la t0, 1f
+    li t1, 0x02a00513     # addi a0, zero, 42
+    sw t1, 0(t0)
+1:  addi a0, zero, 7
+    la t0, 2f
+    li t1, 0x02b00593     # addi a1, zero, 43
+    sw t1, 0(t0)
+    fence.i
+2:  addi a1, zero, 8
+    # Patch code that already ran (and was decoded) in a loop.
+    li a2, 0
+    li s0, 0
+    li s1, 3
+3:  la t0, 4f
+4:  addi a2, a2, 1        # becomes addi a2, a2, 100 after the first pass
+    li t1, 0x06460613
+    sw t1, 0(t0)
+    fence.i
+    addi s0, s0, 1
+    blt s0, s1, 3b
+    # Patch with a byte store (a half of the instruction).
+    la t0, 5f
+    li t1, 0x2c           # imm[11:4] = 0x2c: addi a3, zero, 0x2c9
+    sb t1, 3(t0)
+5:  addi a3, zero, 9
+    "#,
+    );
+    assert_eq!(r[10], 42);
+    assert_eq!(r[11], 43);
+    assert_eq!(r[12], 201);
+    assert_eq!(r[13], 0x2c9);
+}
+
+#[test]
 fn illegal_instruction_is_reported() {
     let elf = asm(".word 0xffffffff");
     match run_elf(&elf, &["x"], 1000) {

@@ -1,6 +1,6 @@
 //! Execution of one decoded instruction.
 
-use super::{Cpu, Exception, cause, mstatus, privilege};
+use super::{Cpu, Exception, Exit, cause, mstatus, privilege};
 use crate::decode::{Insn, Op};
 use crate::fpu::{self, Flags, Rounding};
 use crate::mmu::Access;
@@ -10,6 +10,69 @@ const BOX: u64 = 0xffff_ffff_0000_0000;
 #[inline(always)]
 fn sx32(v: u64) -> u64 {
     v as i32 as i64 as u64
+}
+
+/// The M extension's multiplications and divisions.
+#[inline(always)]
+fn muldiv(op: Op, a: u64, b: u64) -> u64 {
+    use Op::*;
+    match op {
+        Mul => a.wrapping_mul(b),
+        Mulh => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
+        Mulhsu => ((a as i64 as i128).wrapping_mul(b as i128) >> 64) as u64,
+        Mulhu => ((a as u128 * b as u128) >> 64) as u64,
+        Div => {
+            if b == 0 {
+                u64::MAX
+            } else {
+                (a as i64).wrapping_div(b as i64) as u64
+            }
+        }
+        Divu => a.checked_div(b).unwrap_or(u64::MAX),
+        Rem => {
+            if b == 0 {
+                a
+            } else {
+                (a as i64).wrapping_rem(b as i64) as u64
+            }
+        }
+        Remu => {
+            if b == 0 {
+                a
+            } else {
+                a % b
+            }
+        }
+        Mulw => sx32((a as u32).wrapping_mul(b as u32) as u64),
+        Divw => {
+            let (x, y) = (a as i32, b as i32);
+            if y == 0 {
+                u64::MAX
+            } else {
+                x.wrapping_div(y) as i64 as u64
+            }
+        }
+        Divuw => {
+            let (x, y) = (a as u32, b as u32);
+            x.checked_div(y).map_or(u64::MAX, |q| sx32(q as u64))
+        }
+        Remw => {
+            let (x, y) = (a as i32, b as i32);
+            if y == 0 {
+                x as i64 as u64
+            } else {
+                x.wrapping_rem(y) as i64 as u64
+            }
+        }
+        _ => {
+            let (x, y) = (a as u32, b as u32);
+            if y == 0 {
+                sx32(x as u64)
+            } else {
+                sx32((x % y) as u64)
+            }
+        }
+    }
 }
 
 impl Cpu {
@@ -55,7 +118,7 @@ impl Cpu {
             .bus
             .read(pa, size)
             .ok_or(Exception::new(cause::STORE_ACCESS, va))?;
-        let src = self.x[d.rs2 as usize];
+        let src = self.x[d.rs2() as usize];
         let (old, new) = if W {
             (sx32(old), f(sx32(old), sx32(src)))
         } else {
@@ -65,7 +128,7 @@ impl Cpu {
             .write(pa, size, new)
             .ok_or(Exception::new(cause::STORE_ACCESS, va))?;
         self.sync_code();
-        self.x[d.rd()] = old;
+        self.x[d.rd as usize] = old;
         Ok(())
     }
 
@@ -79,7 +142,7 @@ impl Cpu {
             .bus
             .read(pa, size)
             .ok_or(Exception::new(cause::LOAD_ACCESS, va))?;
-        self.x[d.rd()] = if size == 4 { sx32(v) } else { v };
+        self.x[d.rd as usize] = if size == 4 { sx32(v) } else { v };
         self.reservation = Some(pa);
         Ok(())
     }
@@ -94,11 +157,11 @@ impl Cpu {
         self.reservation = None;
         if ok {
             self.bus
-                .write(pa, size, self.x[d.rs2 as usize])
+                .write(pa, size, self.x[d.rs2() as usize])
                 .ok_or(Exception::new(cause::STORE_ACCESS, va))?;
             self.sync_code();
         }
-        self.x[d.rd()] = !ok as u64;
+        self.x[d.rd as usize] = !ok as u64;
         Ok(())
     }
 
@@ -127,129 +190,233 @@ impl Cpu {
             };
             self.csr_write(csr, new)?;
         }
-        self.x[d.rd()] = old;
+        self.x[d.rd as usize] = old;
         Ok(())
     }
 
-    /// Executes `d` (at `pc`, also in `self.pc`), returning the next pc.
+    /// Runs blocks until the slice ends (`slice_end`), a trap needs the
+    /// emulator, or WFI.
+    ///
+    /// At the entry of a block the instructions up to its end are counted at
+    /// once (`Insn::n`), then executed without further checks: only control
+    /// transfers, the sentinels past the page end and operations that may
+    /// change fetching (which all end blocks) go back to the block entry. A
+    /// trap or a store into decoded code inside a block uncounts the rest of
+    /// the block.
+    pub(super) fn run_blocks(&mut self) -> Exit {
+        use Op::*;
+        let mut pc = self.pc;
+        'outer: loop {
+            if self.instret >= self.slice_end {
+                break;
+            }
+            let mut si = match self.block_entry(pc) {
+                Ok(si) => si,
+                Err(e) => {
+                    self.instret += 1;
+                    self.pc = pc;
+                    if let Some(exit) = self.trap(e.cause, e.tval) {
+                        return exit;
+                    }
+                    pc = self.pc;
+                    continue;
+                }
+            };
+            self.instret += self.code_n[si] as u64;
+            let exc: Exception = 'block: loop {
+                // One instruction; the loop runs two per iteration, so that each
+                // has its own dispatch (better predicted).
+                macro_rules! step {
+                    () => {{
+                        // SAFETY: `si` starts at a slot of the fetch page (or at the
+                        // scratch slot) and moves forward by 1 or 2 slots after each
+                        // instruction that does not end the block, so at most to one
+                        // of the two `PageEnd` sentinels after the page's (or the
+                        // scratch slot's) 2048 slots, which end the block. `code`
+                        // never shrinks.
+                        let insn = unsafe { *self.code.get_unchecked(si) };
+                        let next = pc.wrapping_add(insn.len());
+                        let rd = insn.rd as usize;
+                        let imm = insn.imm as i64 as u64;
+                        macro_rules! a {
+                            () => {
+                                self.x[(insn.rs1 & 31) as usize]
+                            };
+                        }
+                        macro_rules! b {
+                            () => {
+                                self.x[(insn.rs2 & 31) as usize]
+                            };
+                        }
+                        macro_rules! ld {
+                            ($n:literal) => {
+                                match self.load::<$n>(a!().wrapping_add(imm)) {
+                                    Ok(v) => v,
+                                    Err(e) => break 'block e,
+                                }
+                            };
+                        }
+                        macro_rules! st {
+                            ($n:literal) => {{
+                                let va = a!().wrapping_add(imm);
+                                let v = b!();
+                                if !self.store_fast::<$n>(va, v) {
+                                    if let Err(e) = self.store_slow(va, $n, v) {
+                                        break 'block e;
+                                    }
+                                    if self.fetch_vpn == super::NO_PAGE {
+                                        // The store hit decoded code: leave the block.
+                                        self.instret -= self.code_n[si] as u64 - 1;
+                                        pc = next;
+                                        continue 'outer;
+                                    }
+                                }
+                            }};
+                        }
+                        match insn.op {
+                            Addi => self.x[rd] = a!().wrapping_add(imm),
+                            Add => self.x[rd] = a!().wrapping_add(b!()),
+                            Lui => self.x[rd] = imm,
+                            Auipc => self.x[rd] = pc.wrapping_add(imm),
+                            Jal => {
+                                self.x[rd] = next;
+                                pc = pc.wrapping_add(imm);
+                                continue 'outer;
+                            }
+                            Jalr => {
+                                let t = a!().wrapping_add(imm) & !1;
+                                self.x[rd] = next;
+                                pc = t;
+                                continue 'outer;
+                            }
+                            Beq | Bne | Blt | Bge | Bltu | Bgeu => {
+                                let (a, b) = (a!(), b!());
+                                let taken = match insn.op {
+                                    Beq => a == b,
+                                    Bne => a != b,
+                                    Blt => (a as i64) < (b as i64),
+                                    Bge => (a as i64) >= (b as i64),
+                                    Bltu => a < b,
+                                    _ => a >= b,
+                                };
+                                pc = if taken { pc.wrapping_add(imm) } else { next };
+                                continue 'outer;
+                            }
+                            Lb => self.x[rd] = ld!(1) as i8 as i64 as u64,
+                            Lh => self.x[rd] = ld!(2) as i16 as i64 as u64,
+                            Lw => self.x[rd] = sx32(ld!(4)),
+                            Ld => self.x[rd] = ld!(8),
+                            Lbu => self.x[rd] = ld!(1),
+                            Lhu => self.x[rd] = ld!(2),
+                            Lwu => self.x[rd] = ld!(4),
+                            Sb => st!(1),
+                            Sh => st!(2),
+                            Sw => st!(4),
+                            Sd => st!(8),
+                            Slti => self.x[rd] = ((a!() as i64) < (imm as i64)) as u64,
+                            Sltiu => self.x[rd] = (a!() < imm) as u64,
+                            Xori => self.x[rd] = a!() ^ imm,
+                            Ori => self.x[rd] = a!() | imm,
+                            Andi => self.x[rd] = a!() & imm,
+                            Slli => self.x[rd] = a!() << (imm & 63),
+                            Srli => self.x[rd] = a!() >> (imm & 63),
+                            Srai => self.x[rd] = ((a!() as i64) >> (imm & 63)) as u64,
+                            Sub => self.x[rd] = a!().wrapping_sub(b!()),
+                            Sll => self.x[rd] = a!() << (b!() & 63),
+                            Slt => self.x[rd] = ((a!() as i64) < (b!() as i64)) as u64,
+                            Sltu => self.x[rd] = (a!() < b!()) as u64,
+                            Xor => self.x[rd] = a!() ^ b!(),
+                            Srl => self.x[rd] = a!() >> (b!() & 63),
+                            Sra => self.x[rd] = ((a!() as i64) >> (b!() & 63)) as u64,
+                            Or => self.x[rd] = a!() | b!(),
+                            And => self.x[rd] = a!() & b!(),
+                            Addiw => self.x[rd] = sx32(a!().wrapping_add(imm)),
+                            Slliw => self.x[rd] = sx32(((a!() as u32) << (imm & 31)) as u64),
+                            Srliw => self.x[rd] = sx32(((a!() as u32) >> (imm & 31)) as u64),
+                            Sraiw => self.x[rd] = ((a!() as i32) >> (imm & 31)) as i64 as u64,
+                            Addw => self.x[rd] = sx32(a!().wrapping_add(b!())),
+                            Subw => self.x[rd] = sx32(a!().wrapping_sub(b!())),
+                            Sllw => self.x[rd] = sx32(((a!() as u32) << (b!() & 31)) as u64),
+                            Srlw => self.x[rd] = sx32(((a!() as u32) >> (b!() & 31)) as u64),
+                            Sraw => self.x[rd] = ((a!() as i32) >> (b!() & 31)) as i64 as u64,
+                            Fence => {}
+                            Mul | Mulh | Mulhsu | Mulhu | Div | Divu | Rem | Remu | Mulw | Divw
+                            | Divuw | Remw | Remuw => self.x[rd] = muldiv(insn.op, a!(), b!()),
+                            PageEnd | Undecoded => continue 'outer,
+                            op if op as u8 >= Flw as u8 => {
+                                self.pc = pc;
+                                if let Err(e) = self.execute_fp_at(si) {
+                                    break 'block e;
+                                }
+                                if self.fetch_vpn == super::NO_PAGE {
+                                    self.instret -= self.code_n[si] as u64 - 1;
+                                    pc = next;
+                                    continue 'outer;
+                                }
+                            }
+                            _ => {
+                                // Ends the block.
+                                self.pc = pc;
+                                match self.execute_system_at(si, pc) {
+                                    Ok(n) => {
+                                        pc = n;
+                                        continue 'outer;
+                                    }
+                                    Err(e) => break 'block e,
+                                }
+                            }
+                        }
+                        pc = next;
+                        si += insn.len() as usize >> 1;
+                    }};
+                }
+                step!();
+                step!();
+            };
+            self.instret -= self.code_n[si] as u64 - 1;
+            self.pc = pc;
+            if let Some(exit) = self.trap(exc.cause, exc.tval) {
+                return exit;
+            }
+            pc = self.pc;
+        }
+        self.pc = pc;
+        if self.wfi { Exit::Wfi } else { Exit::Budget }
+    }
+
+    /// The index in `code` of the instruction at `pc`, which starts a
+    /// block, after making its page the fetch page and decoding as needed.
     #[inline(always)]
-    pub(super) fn execute(&mut self, d: Insn, pc: u64) -> Result<u64, Exception> {
+    fn block_entry(&mut self, pc: u64) -> Result<usize, Exception> {
+        if pc >> 12 != self.fetch_vpn && !self.enter_code_page_fast(pc) {
+            self.enter_code_page(pc)?;
+        }
+        let si = self.fetch_base + ((pc & 0xfff) >> 1) as usize;
+        if self.code[si].op == Op::Undecoded {
+            return self.decode_block(pc, si);
+        }
+        Ok(si)
+    }
+
+    /// [`Cpu::execute_system`] of `code[si]`.
+    #[inline(never)]
+    fn execute_system_at(&mut self, si: usize, pc: u64) -> Result<u64, Exception> {
+        self.execute_system(self.code[si], pc)
+    }
+
+    /// [`Cpu::execute_fp`] of `code[si]`.
+    #[inline(never)]
+    fn execute_fp_at(&mut self, si: usize) -> Result<(), Exception> {
+        self.execute_fp(self.code[si])
+    }
+
+    /// Executes an operation that ends its block (at `pc`, also in
+    /// `self.pc`), returning the next pc.
+    #[inline(always)]
+    fn execute_system(&mut self, d: Insn, pc: u64) -> Result<u64, Exception> {
         use Op::*;
         let next = pc.wrapping_add(d.len());
-        let rd = d.rd();
-        let a = self.x[(d.rs1 & 31) as usize];
-        let b = self.x[(d.rs2 & 31) as usize];
-        let imm = d.imm as i64 as u64;
         match d.op {
-            Addi => self.x[rd] = a.wrapping_add(imm),
-            Add => self.x[rd] = a.wrapping_add(b),
-            Lui => self.x[rd] = imm,
-            Auipc => self.x[rd] = pc.wrapping_add(imm),
-            Jal => {
-                self.x[rd] = next;
-                return Ok(pc.wrapping_add(imm));
-            }
-            Jalr => {
-                self.x[rd] = next;
-                return Ok(a.wrapping_add(imm) & !1);
-            }
-            Beq | Bne | Blt | Bge | Bltu | Bgeu => {
-                let taken = match d.op {
-                    Beq => a == b,
-                    Bne => a != b,
-                    Blt => (a as i64) < (b as i64),
-                    Bge => (a as i64) >= (b as i64),
-                    Bltu => a < b,
-                    _ => a >= b,
-                };
-                return Ok(if taken { pc.wrapping_add(imm) } else { next });
-            }
-            Lb => self.x[rd] = self.load::<1>(a.wrapping_add(imm))? as i8 as i64 as u64,
-            Lh => self.x[rd] = self.load::<2>(a.wrapping_add(imm))? as i16 as i64 as u64,
-            Lw => self.x[rd] = sx32(self.load::<4>(a.wrapping_add(imm))?),
-            Ld => self.x[rd] = self.load::<8>(a.wrapping_add(imm))?,
-            Lbu => self.x[rd] = self.load::<1>(a.wrapping_add(imm))?,
-            Lhu => self.x[rd] = self.load::<2>(a.wrapping_add(imm))?,
-            Lwu => self.x[rd] = self.load::<4>(a.wrapping_add(imm))?,
-            Sb => self.store::<1>(a.wrapping_add(imm), b)?,
-            Sh => self.store::<2>(a.wrapping_add(imm), b)?,
-            Sw => self.store::<4>(a.wrapping_add(imm), b)?,
-            Sd => self.store::<8>(a.wrapping_add(imm), b)?,
-            Slti => self.x[rd] = ((a as i64) < (imm as i64)) as u64,
-            Sltiu => self.x[rd] = (a < imm) as u64,
-            Xori => self.x[rd] = a ^ imm,
-            Ori => self.x[rd] = a | imm,
-            Andi => self.x[rd] = a & imm,
-            Slli => self.x[rd] = a << (imm & 63),
-            Srli => self.x[rd] = a >> (imm & 63),
-            Srai => self.x[rd] = ((a as i64) >> (imm & 63)) as u64,
-            Sub => self.x[rd] = a.wrapping_sub(b),
-            Sll => self.x[rd] = a << (b & 63),
-            Slt => self.x[rd] = ((a as i64) < (b as i64)) as u64,
-            Sltu => self.x[rd] = (a < b) as u64,
-            Xor => self.x[rd] = a ^ b,
-            Srl => self.x[rd] = a >> (b & 63),
-            Sra => self.x[rd] = ((a as i64) >> (b & 63)) as u64,
-            Or => self.x[rd] = a | b,
-            And => self.x[rd] = a & b,
-            Addiw => self.x[rd] = sx32(a.wrapping_add(imm)),
-            Slliw => self.x[rd] = sx32(((a as u32) << (imm & 31)) as u64),
-            Srliw => self.x[rd] = sx32(((a as u32) >> (imm & 31)) as u64),
-            Sraiw => self.x[rd] = ((a as i32) >> (imm & 31)) as i64 as u64,
-            Addw => self.x[rd] = sx32(a.wrapping_add(b)),
-            Subw => self.x[rd] = sx32(a.wrapping_sub(b)),
-            Sllw => self.x[rd] = sx32(((a as u32) << (b & 31)) as u64),
-            Srlw => self.x[rd] = sx32(((a as u32) >> (b & 31)) as u64),
-            Sraw => self.x[rd] = ((a as i32) >> (b & 31)) as i64 as u64,
-            Mul => self.x[rd] = a.wrapping_mul(b),
-            Mulh => self.x[rd] = ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
-            Mulhsu => self.x[rd] = ((a as i64 as i128).wrapping_mul(b as i128) >> 64) as u64,
-            Mulhu => self.x[rd] = ((a as u128 * b as u128) >> 64) as u64,
-            Div => {
-                self.x[rd] = if b == 0 {
-                    u64::MAX
-                } else {
-                    (a as i64).wrapping_div(b as i64) as u64
-                }
-            }
-            Divu => self.x[rd] = a.checked_div(b).unwrap_or(u64::MAX),
-            Rem => {
-                self.x[rd] = if b == 0 {
-                    a
-                } else {
-                    (a as i64).wrapping_rem(b as i64) as u64
-                }
-            }
-            Remu => self.x[rd] = if b == 0 { a } else { a % b },
-            Mulw => self.x[rd] = sx32((a as u32).wrapping_mul(b as u32) as u64),
-            Divw => {
-                let (x, y) = (a as i32, b as i32);
-                self.x[rd] = if y == 0 {
-                    u64::MAX
-                } else {
-                    x.wrapping_div(y) as i64 as u64
-                }
-            }
-            Divuw => {
-                let (x, y) = (a as u32, b as u32);
-                self.x[rd] = x.checked_div(y).map_or(u64::MAX, |q| sx32(q as u64))
-            }
-            Remw => {
-                let (x, y) = (a as i32, b as i32);
-                self.x[rd] = if y == 0 {
-                    x as i64 as u64
-                } else {
-                    x.wrapping_rem(y) as i64 as u64
-                }
-            }
-            Remuw => {
-                let (x, y) = (a as u32, b as u32);
-                self.x[rd] = if y == 0 {
-                    sx32(x as u64)
-                } else {
-                    sx32((x % y) as u64)
-                }
-            }
             Fence | FenceI => {}
             Ecall => {
                 let c = match self.privilege {
@@ -347,19 +514,18 @@ impl Cpu {
             AmoMaxD => self.amo::<false>(d, |o, s| (o as i64).max(s as i64) as u64)?,
             AmoMinuD => self.amo::<false>(d, |o, s| o.min(s))?,
             AmoMaxuD => self.amo::<false>(d, |o, s| o.max(s))?,
-            Illegal | Undecoded => return Err(self.illegal_insn()),
-            _ => self.execute_fp(d)?,
+            _ => return Err(self.illegal_insn()),
         }
         Ok(next)
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn execute_fp(&mut self, d: Insn) -> Result<(), Exception> {
         use Op::*;
         if !self.fs_enabled() {
             return Err(self.illegal_insn());
         }
-        let rd = d.rd() as u8;
+        let rd = d.rd;
         let a = self.x[d.rs1 as usize];
         let imm = d.imm as i64 as u64;
         let mut fl = Flags(0);
@@ -374,14 +540,14 @@ impl Cpu {
                 self.set_fd(rd, v);
                 return Ok(());
             }
-            Fsw => return self.store::<4>(a.wrapping_add(imm), self.f[d.rs2 as usize]),
-            Fsd => return self.store::<8>(a.wrapping_add(imm), self.f[d.rs2 as usize]),
+            Fsw => return self.store::<4>(a.wrapping_add(imm), self.f[d.rs2() as usize]),
+            Fsd => return self.store::<8>(a.wrapping_add(imm), self.f[d.rs2() as usize]),
             _ => {}
         }
-        let (s1, s2, s3) = (self.fs(d.rs1), self.fs(d.rs2), self.fs(d.rs3()));
+        let (s1, s2, s3) = (self.fs(d.rs1), self.fs(d.rs2()), self.fs(d.rs3()));
         let (d1, d2, d3) = (
             self.f[d.rs1 as usize],
-            self.f[d.rs2 as usize],
+            self.f[d.rs2() as usize],
             self.f[d.rs3() as usize],
         );
         let needs_rm = !matches!(

@@ -4,7 +4,8 @@ mod exec;
 
 use crate::bus::Bus;
 use crate::decode::{Insn, Op, decode};
-use crate::mmu::{Access, Tlb};
+use crate::mmu::Access;
+use crate::mmu::Tlb;
 
 /// Privilege levels.
 pub mod privilege {
@@ -135,16 +136,23 @@ pub enum Exit {
     },
 }
 
-/// Decoded instructions of one 4 KiB page, one slot per 2-byte offset.
-type CodePage = Box<[Insn; 2048]>;
-/// Most pages with decoded instructions kept at once (16 MiB of cache).
+/// Slots of one page in the decoded-page cache: one per 2-byte offset, then
+/// two `PageEnd` sentinels reached by running off the end of the page (after
+/// an instruction ending at the page end, or one crossing into the next page).
+pub(crate) const PAGE_SLOTS: usize = 2048 + 2;
+/// Most pages with decoded instructions kept at once (24 MiB of cache).
 const MAX_CODE_PAGES: usize = 1024;
-const NO_PAGE: u64 = u64::MAX;
+pub(crate) const NO_PAGE: u64 = u64::MAX;
+/// The slot of `code` for an instruction that crosses a page boundary (not
+/// cached), followed by two `PageEnd` sentinels; pages start after it.
+const SCRATCH: usize = 0;
+const PAGES_START: usize = 3;
 
 /// One RISC-V hart plus the bus it is attached to.
 pub struct Cpu {
-    /// Integer registers (x0 is kept at 0).
-    pub x: [u64; 32],
+    /// Integer registers (x0 is kept at 0), then a scratch register that
+    /// decoded instructions write instead of x0 ([`crate::decode::XZR`]).
+    pub x: [u64; 33],
     /// Floating-point registers (singles NaN-boxed).
     pub f: [u64; 32],
     /// Program counter.
@@ -208,13 +216,20 @@ pub struct Cpu {
     pub(crate) tlb: Tlb,
     slice_end: u64,
     slice_start: u64,
-    /// Per RAM page: 1 + index in `code` of its decoded instructions, or 0.
+    /// Per RAM page: 1 + its slot in `code`, or 0.
     code_slot: Vec<u32>,
-    code: Vec<CodePage>,
+    /// Decoded instructions, `PAGE_SLOTS` per slot (a page of RAM).
+    code: Vec<Insn>,
+    /// Parallel to `code`: the number of instructions from a decoded
+    /// instruction to the end of its block. Kept when a page is dropped, so
+    /// that a block that wrote its own page can still uncount its tail.
+    code_n: Vec<u16>,
     free_slots: Vec<u32>,
     /// Virtual page number of the page instructions are fetched from, or NO_PAGE.
     pub(crate) fetch_vpn: u64,
-    fetch_slot: usize,
+    /// Index in `code` of the first slot of the fetch page.
+    fetch_base: usize,
+    /// Offset in RAM of the fetch page.
     fetch_off: usize,
 }
 
@@ -223,7 +238,7 @@ impl Cpu {
     pub fn new(bus: Bus) -> Cpu {
         let pages = bus.ram.size().div_ceil(4096);
         let mut cpu = Cpu {
-            x: [0; 32],
+            x: [0; 33],
             f: [0; 32],
             pc: 0,
             privilege: privilege::M,
@@ -258,10 +273,11 @@ impl Cpu {
             slice_end: 0,
             slice_start: 0,
             code_slot: vec![0; pages],
-            code: Vec::new(),
+            code: vec![Insn::UNDECODED, Insn::PAGE_END, Insn::PAGE_END],
+            code_n: vec![0; PAGES_START],
             free_slots: Vec::new(),
             fetch_vpn: NO_PAGE,
-            fetch_slot: 0,
+            fetch_base: 0,
             fetch_off: 0,
         };
         cpu.update_tlb_key();
@@ -311,7 +327,8 @@ impl Cpu {
         None
     }
 
-    /// Executes up to `budget` instructions, taking pending interrupts first.
+    /// Executes up to `budget` instructions (a few more when the budget ends
+    /// inside a block), taking pending interrupts first.
     pub fn run(&mut self, budget: u64) -> Exit {
         self.sync_code();
         if let Some(c) = self.pending_interrupt() {
@@ -328,70 +345,93 @@ impl Cpu {
         }
         self.slice_start = self.instret;
         self.slice_end = self.instret + budget;
-        // pc lives in a local across instructions; `self.pc` is written
-        // before each one (for traps and the instructions that read it).
-        let mut pc = self.pc;
-        while self.instret < self.slice_end {
-            self.instret += 1;
-            match self.step(pc) {
-                Ok(next) => pc = next,
-                Err(e) => {
-                    if let Some(exit) = self.trap(e.cause, e.tval) {
-                        return exit;
-                    }
-                    pc = self.pc;
-                }
+        self.run_blocks()
+    }
+
+    /// Decodes the block starting at slot `idx` of the fetch page (the
+    /// instructions up to a control transfer, the end of the page, or an
+    /// already decoded slot) and fills in the counts of the slots decoded.
+    /// Returns the first instruction. An instruction crossing into the next
+    /// page is decoded every time and not cached.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn decode_block(&mut self, pc: u64, si: usize) -> Result<usize, Exception> {
+        let base = self.fetch_base;
+        let idx = si - base;
+        let d = &self.bus.ram.data;
+        let read16 = |off: usize| u16::from_le_bytes([d[off], d[off + 1]]) as u32;
+        let mut decoded = 0usize;
+        let mut after = 0u16;
+        let mut i = idx;
+        while i < 2048 {
+            if self.code[base + i].op != Op::Undecoded {
+                after = self.code_n[base + i];
+                break;
+            }
+            let off = self.fetch_off + 2 * i;
+            let lo = read16(off);
+            let raw = if lo & 3 != 3 {
+                lo
+            } else if i == 2047 {
+                break;
+            } else {
+                lo | read16(off + 2) << 16
+            };
+            let insn = decode(raw);
+            self.code[base + i] = insn;
+            decoded += 1;
+            i += insn.len() as usize / 2;
+            if insn.op.ends_block() {
+                break;
             }
         }
-        self.pc = pc;
-        if self.wfi { Exit::Wfi } else { Exit::Budget }
+        if decoded == 0 {
+            // Crosses into the next page: decoded into the scratch slot,
+            // followed by `PageEnd` sentinels.
+            self.code[SCRATCH] = decode(self.fetch_slow(pc)?);
+            self.code_n[SCRATCH] = 1;
+            return Ok(SCRATCH);
+        }
+        let mut i = idx;
+        for k in 0..decoded {
+            self.code_n[base + i] = (decoded - k) as u16 + after;
+            i += self.code[base + i].len() as usize / 2;
+        }
+        Ok(si)
     }
 
+    /// Makes the page of `pc` the current fetch page if the fetch TLB maps it
+    /// and it has decoded instructions already; false otherwise.
     #[inline(always)]
-    fn step(&mut self, pc: u64) -> Result<u64, Exception> {
-        self.pc = pc;
-        if pc >> 12 != self.fetch_vpn {
-            self.enter_code_page(pc)?;
+    pub(crate) fn enter_code_page_fast(&mut self, pc: u64) -> bool {
+        let e = self.tlb.x[Tlb::index(pc)];
+        if e.tag != self.tlb.key_x(pc) || !self.bus.ram.dirty_code.is_empty() {
+            return false;
         }
-        let idx = ((pc & 0xfff) >> 1) as usize;
-        let insn = self.code[self.fetch_slot][idx];
-        let r = if insn.op != Op::Undecoded {
-            self.execute(insn, pc)
-        } else {
-            self.decode_and_execute(pc, idx)
-        };
-        self.x[0] = 0;
-        r
-    }
-
-    #[cold]
-    fn decode_and_execute(&mut self, pc: u64, idx: usize) -> Result<u64, Exception> {
-        let off = self.fetch_off + (pc & 0xfff) as usize;
-        let d = &self.bus.ram.data;
-        let lo = u16::from_le_bytes([d[off], d[off + 1]]) as u32;
-        if lo & 3 != 3 {
-            let insn = decode(lo);
-            self.code[self.fetch_slot][idx] = insn;
-            return self.execute(insn, pc);
+        let slot = self.code_slot[e.off >> 12];
+        if slot == 0 {
+            return false;
         }
-        if pc & 0xfff == 0xffe {
-            // Crosses into the next page: never cached.
-            let raw = self.fetch_slow(pc)?;
-            return self.execute(decode(raw), pc);
-        }
-        let raw = lo | (u16::from_le_bytes([d[off + 2], d[off + 3]]) as u32) << 16;
-        let insn = decode(raw);
-        self.code[self.fetch_slot][idx] = insn;
-        self.execute(insn, pc)
+        self.fetch_vpn = pc >> 12;
+        self.fetch_base = PAGES_START + (slot as usize - 1) * PAGE_SLOTS;
+        self.fetch_off = e.off;
+        true
     }
 
     /// Makes the page of `pc` the current fetch page, creating its decoded-page slot.
     #[cold]
-    fn enter_code_page(&mut self, pc: u64) -> Result<(), Exception> {
+    #[inline(never)]
+    pub(crate) fn enter_code_page(&mut self, pc: u64) -> Result<(), Exception> {
         self.sync_code();
-        let pa = self.translate(pc, Access::Exec)?;
-        let Some(off) = self.bus.ram.offset(pa & !0xfff, 4096) else {
-            return Err(Exception::new(cause::FETCH_ACCESS, pc));
+        let e = self.tlb.x[Tlb::index(pc)];
+        let off = if e.tag == self.tlb.key_x(pc) {
+            e.off
+        } else {
+            let pa = self.translate(pc, Access::Exec)?;
+            self.bus
+                .ram
+                .offset(pa & !0xfff, 4096)
+                .ok_or(Exception::new(cause::FETCH_ACCESS, pc))?
         };
         let page = off >> 12;
         let slot = match self.code_slot[page] {
@@ -406,7 +446,7 @@ impl Cpu {
             s => s as usize - 1,
         };
         self.fetch_vpn = pc >> 12;
-        self.fetch_slot = slot;
+        self.fetch_base = PAGES_START + slot * PAGE_SLOTS;
         self.fetch_off = off;
         Ok(())
     }
@@ -415,19 +455,27 @@ impl Cpu {
         if let Some(s) = self.free_slots.pop() {
             return s as usize;
         }
-        if self.code.len() < MAX_CODE_PAGES {
-            self.code.push(Box::new([Insn::UNDECODED; 2048]));
-            return self.code.len() - 1;
+        let used = (self.code.len() - PAGES_START) / PAGE_SLOTS;
+        if used < MAX_CODE_PAGES {
+            self.code.extend_from_slice(&[Insn::UNDECODED; 2048]);
+            self.code.extend_from_slice(&[Insn::PAGE_END; 2]);
+            self.code_n.resize(self.code.len(), 0);
+            return used;
         }
         // Full: drop every decoded page.
-        for c in self.code.iter_mut() {
-            c.fill(Insn::UNDECODED);
+        for s in 0..used {
+            self.clear_code_slot(s);
         }
         self.code_slot.fill(0);
         self.bus.ram.clear_code();
         self.fetch_vpn = NO_PAGE;
-        self.free_slots = (1..self.code.len() as u32).rev().collect();
+        self.free_slots = (1..used as u32).rev().collect();
         0
+    }
+
+    fn clear_code_slot(&mut self, slot: usize) {
+        let start = PAGES_START + slot * PAGE_SLOTS;
+        self.code[start..start + 2048].fill(Insn::UNDECODED);
     }
 
     /// Drops the decoded instructions of code pages written since the last call.
@@ -440,7 +488,7 @@ impl Cpu {
         for &page in &dirty {
             let slot = std::mem::take(&mut self.code_slot[page as usize]);
             if slot != 0 {
-                self.code[slot as usize - 1].fill(Insn::UNDECODED);
+                self.clear_code_slot(slot as usize - 1);
                 self.free_slots.push(slot - 1);
             }
         }
@@ -585,13 +633,23 @@ impl Cpu {
 
     #[inline(always)]
     fn store<const N: usize>(&mut self, va: u64, val: u64) -> Result<(), Exception> {
+        if self.store_fast::<N>(va, val) {
+            return Ok(());
+        }
+        self.store_slow(va, N as u8, val)
+    }
+
+    /// A store through the TLB to RAM that holds no decoded code; false when
+    /// it needs the slow path.
+    #[inline(always)]
+    fn store_fast<const N: usize>(&mut self, va: u64, val: u64) -> bool {
         let e = self.tlb.w[Tlb::index(va)];
         if e.tag == self.tlb.key(va) && (va & 0xfff) as usize <= 4096 - N {
             let off = e.off + (va & 0xfff) as usize;
             self.bus.ram.data[off..off + N].copy_from_slice(&val.to_le_bytes()[..N]);
-            return Ok(());
+            return true;
         }
-        self.store_slow(va, N as u8, val)
+        false
     }
 
     #[cold]
@@ -622,7 +680,7 @@ impl Cpu {
     }
 
     #[cold]
-    fn store_slow(&mut self, va: u64, size: u8, val: u64) -> Result<(), Exception> {
+    pub(crate) fn store_slow(&mut self, va: u64, size: u8, val: u64) -> Result<(), Exception> {
         if (va & 0xfff) + size as u64 > 0x1000 {
             // Check every byte's translation first so a fault leaves memory untouched.
             for i in 0..size as u64 {
