@@ -2,40 +2,110 @@
 
 use crate::plic::Plic;
 
-/// Guest RAM: one contiguous block of bytes at a physical base address.
+/// log2 of the size of one block of RAM.
+const BLOCK_SHIFT: u32 = 30;
+/// Offsets within a block.
+const BLOCK_MASK: usize = (1 << BLOCK_SHIFT) - 1;
+
+/// One block of RAM (at most 1 GiB, a whole number of pages).
+///
+/// In wasm the blocks come straight from `memory.grow`: those pages are zero
+/// and untouched, so the host commits only what the guest uses (the
+/// allocator's `calloc` would write every byte), and no single Rust
+/// allocation has to exceed wasm32's 2 GiB limit. The module lives as long
+/// as its one machine, so the blocks are never given back.
+#[cfg(target_arch = "wasm32")]
+type Block = &'static mut [u8];
+#[cfg(not(target_arch = "wasm32"))]
+type Block = Box<[u8]>;
+
+#[cfg(target_arch = "wasm32")]
+fn new_block(len: usize) -> Block {
+    const WASM_PAGE: usize = 64 * 1024;
+    let pages = len.div_ceil(WASM_PAGE);
+    let first = core::arch::wasm32::memory_grow(0, pages);
+    if first == usize::MAX {
+        // As the allocator does when memory runs out.
+        std::alloc::handle_alloc_error(
+            std::alloc::Layout::from_size_align(len, WASM_PAGE).expect("block layout"),
+        );
+    }
+    // SAFETY: memory.grow just added `pages` zeroed pages at `first`, which
+    // nothing else refers to; they stay mapped for the life of the module.
+    unsafe { std::slice::from_raw_parts_mut((first * WASM_PAGE) as *mut u8, len) }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn new_block(len: usize) -> Block {
+    vec![0; len].into_boxed_slice()
+}
+
+/// Guest RAM: bytes at a physical base address, held in blocks of 1 GiB.
 ///
 /// RAM also tracks which of its pages hold decoded instructions ("code
 /// pages"): a write to such a page, by the CPU or by a device, records the
 /// page so that the CPU drops its decoded instructions before running again.
-#[derive(Clone, Debug)]
 pub struct Ram {
     /// Guest physical address of the first byte.
     pub base: u64,
-    pub(crate) data: Vec<u8>,
+    size: usize,
+    blocks: Vec<Block>,
     code: Vec<u64>,
     pub(crate) dirty_code: Vec<u32>,
 }
 
+impl std::fmt::Debug for Ram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ram")
+            .field("base", &self.base)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Ram {
-    /// Allocates `size` bytes of zeroed RAM at `base`.
+    /// Allocates `size` bytes (rounded up to whole pages) of zeroed RAM at `base`.
     pub fn new(base: u64, size: usize) -> Ram {
-        let pages = size.div_ceil(4096);
+        let size = size.div_ceil(4096) * 4096;
+        let blocks = (0..size.div_ceil(BLOCK_MASK + 1))
+            .map(|i| new_block((size - (i << BLOCK_SHIFT)).min(BLOCK_MASK + 1)))
+            .collect();
         Ram {
             base,
-            data: vec![0; size],
-            code: vec![0; pages.div_ceil(64)],
+            size,
+            blocks,
+            code: vec![0; (size / 4096).div_ceil(64)],
             dirty_code: Vec::new(),
         }
     }
 
     /// Size in bytes.
     pub fn size(&self) -> usize {
-        self.data.len()
+        self.size
     }
 
-    /// The whole of RAM, read-only.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.data
+    /// The page-aligned bytes from `off` to the end of its page (`off` < size).
+    #[inline(always)]
+    pub(crate) fn page_from(&self, off: usize) -> &[u8] {
+        let end = (off | 0xfff) + 1;
+        &self.blocks[off >> BLOCK_SHIFT][off & BLOCK_MASK..((end - 1) & BLOCK_MASK) + 1]
+    }
+
+    /// `N` bytes at `off`, which do not cross a page.
+    #[inline(always)]
+    pub(crate) fn get<const N: usize>(&self, off: usize) -> [u8; N] {
+        let o = off & BLOCK_MASK;
+        self.blocks[off >> BLOCK_SHIFT][o..o + N]
+            .try_into()
+            .expect("N bytes")
+    }
+
+    /// Writes `bytes` at `off`; they do not cross a page. Code pages are not
+    /// tracked here (the CPU's store path keeps code pages out of its TLB).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, off: usize, bytes: &[u8]) {
+        let o = off & BLOCK_MASK;
+        self.blocks[off >> BLOCK_SHIFT][o..o + bytes.len()].copy_from_slice(bytes);
     }
 
     /// Marks page `page` (index from the start of RAM) as holding decoded code.
@@ -70,12 +140,12 @@ impl Ram {
         }
     }
 
-    /// Returns the offset in `data` of the range `[addr, addr+len)` if RAM holds all of it.
+    /// Returns the offset in RAM of the range `[addr, addr+len)` if RAM holds all of it.
     #[inline]
     pub fn offset(&self, addr: u64, len: u64) -> Option<usize> {
         let off = addr.checked_sub(self.base)?;
         let end = off.checked_add(len)?;
-        if end <= self.data.len() as u64 {
+        if end <= self.size as u64 {
             Some(off as usize)
         } else {
             None
@@ -84,16 +154,30 @@ impl Ram {
 
     /// Copies guest memory at `addr` into `buf`; `None` if it is not all RAM.
     pub fn read_bytes(&self, addr: u64, buf: &mut [u8]) -> Option<()> {
-        let off = self.offset(addr, buf.len() as u64)?;
-        buf.copy_from_slice(&self.data[off..off + buf.len()]);
+        let mut off = self.offset(addr, buf.len() as u64)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let o = off & BLOCK_MASK;
+            let block = &self.blocks[off >> BLOCK_SHIFT];
+            let n = (block.len() - o).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&block[o..o + n]);
+            (done, off) = (done + n, off + n);
+        }
         Some(())
     }
 
     /// Copies `buf` into guest memory at `addr`; `None` if it is not all RAM.
     pub fn write_bytes(&mut self, addr: u64, buf: &[u8]) -> Option<()> {
-        let off = self.offset(addr, buf.len() as u64)?;
-        self.data[off..off + buf.len()].copy_from_slice(buf);
-        self.note_write(off, buf.len());
+        let start = self.offset(addr, buf.len() as u64)?;
+        let (mut off, mut done) = (start, 0);
+        while done < buf.len() {
+            let o = off & BLOCK_MASK;
+            let block = &mut self.blocks[off >> BLOCK_SHIFT];
+            let n = (block.len() - o).min(buf.len() - done);
+            block[o..o + n].copy_from_slice(&buf[done..done + n]);
+            (done, off) = (done + n, off + n);
+        }
+        self.note_write(start, buf.len());
         Some(())
     }
 }
@@ -172,10 +256,8 @@ impl Bus {
 
     /// Reads `size` (1, 2, 4 or 8) bytes at a physical address; `None` is an access fault.
     pub fn read(&mut self, addr: u64, size: u8) -> Option<u64> {
-        if let Some(off) = self.ram.offset(addr, size as u64) {
-            let d = &self.ram.data[off..off + size as usize];
-            let mut b = [0u8; 8];
-            b[..size as usize].copy_from_slice(d);
+        let mut b = [0u8; 8];
+        if self.ram.read_bytes(addr, &mut b[..size as usize]).is_some() {
             return Some(u64::from_le_bytes(b));
         }
         if addr & (size as u64 - 1) != 0 {
@@ -206,10 +288,11 @@ impl Bus {
 
     /// Writes `size` (1, 2, 4 or 8) bytes at a physical address; `None` is an access fault.
     pub fn write(&mut self, addr: u64, size: u8, val: u64) -> Option<()> {
-        if let Some(off) = self.ram.offset(addr, size as u64) {
-            self.ram.data[off..off + size as usize]
-                .copy_from_slice(&val.to_le_bytes()[..size as usize]);
-            self.ram.note_write(off, size as usize);
+        if self
+            .ram
+            .write_bytes(addr, &val.to_le_bytes()[..size as usize])
+            .is_some()
+        {
             return Some(());
         }
         if addr & (size as u64 - 1) != 0 {

@@ -152,9 +152,8 @@ impl Cpu {
             let vpn = (va >> (12 + 9 * level)) & 0x1ff;
             let pte_addr = table + vpn * 8;
             let pte = match self.bus.ram.offset(pte_addr, 8) {
-                Some(off) => {
-                    u64::from_le_bytes(self.bus.ram.data[off..off + 8].try_into().unwrap_or([0; 8]))
-                }
+                // Aligned: a PTE never crosses a page.
+                Some(off) => u64::from_le_bytes(self.bus.ram.get(off)),
                 None => return Err(Self::fault(acc, va, false)),
             };
             let (v, r, w, x, u, a, d) = (

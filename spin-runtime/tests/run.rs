@@ -207,3 +207,28 @@ fn same_output_and_status_as_qemu() {
     assert_eq!(Some(ours.code()), reference.exit_code());
     assert_eq!(ours.code(), 5);
 }
+
+#[test]
+fn a_guest_with_3_gib_fills_2_5_gib_of_memory() {
+    let out = Capture::default();
+    let err = Capture::default();
+    // A tmpfs holds its files in RAM: 2560 MiB written there are 2560 MiB of
+    // guest memory touched.
+    let status = runtime()
+        .container(busybox())
+        .command([
+            "sh",
+            "-c",
+            "free -m | awk '/Mem:/ {print \"total\", ($2 > 2900)}'; \
+             mkdir /big && mount -t tmpfs -o size=2700m big /big && \
+             dd if=/dev/zero of=/big/fill bs=1M count=2560 2>/dev/null && \
+             du -m /big/fill && free -m | awk '/Mem:/ {print \"used\", ($3 + $6 > 2560)}'",
+        ])
+        .memory_mib(3072)
+        .stdout(out.clone())
+        .stderr(err.clone())
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), 0, "stderr: {}", err.text());
+    assert_eq!(out.text(), "total 1\n2560\t/big/fill\nused 1\n");
+}

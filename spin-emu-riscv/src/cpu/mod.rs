@@ -358,8 +358,8 @@ impl Cpu {
     pub(crate) fn decode_block(&mut self, pc: u64, si: usize) -> Result<usize, Exception> {
         let base = self.fetch_base;
         let idx = si - base;
-        let d = &self.bus.ram.data;
-        let read16 = |off: usize| u16::from_le_bytes([d[off], d[off + 1]]) as u32;
+        let page = self.bus.ram.page_from(self.fetch_off);
+        let read16 = |off: usize| u16::from_le_bytes([page[off], page[off + 1]]) as u32;
         let mut decoded = 0usize;
         let mut after = 0u16;
         let mut i = idx;
@@ -368,7 +368,7 @@ impl Cpu {
                 after = self.code_n[base + i];
                 break;
             }
-            let off = self.fetch_off + 2 * i;
+            let off = 2 * i;
             let lo = read16(off);
             let raw = if lo & 3 != 3 {
                 lo
@@ -503,8 +503,8 @@ impl Cpu {
         if self.pc >> 12 != self.fetch_vpn {
             return 0;
         }
-        let off = self.fetch_off + (self.pc & 0xfff) as usize;
-        let d = &self.bus.ram.data;
+        let off = (self.pc & 0xfff) as usize;
+        let d = self.bus.ram.page_from(self.fetch_off);
         let lo = u16::from_le_bytes([d[off], d[off + 1]]) as u32;
         if lo & 3 != 3 {
             lo
@@ -534,10 +534,8 @@ impl Cpu {
     fn fetch16(&mut self, va: u64) -> Result<u16, Exception> {
         let pa = self.translate(va, Access::Exec)?;
         match self.bus.ram.offset(pa, 2) {
-            Some(off) => Ok(u16::from_le_bytes([
-                self.bus.ram.data[off],
-                self.bus.ram.data[off + 1],
-            ])),
+            // pc is even: two bytes never cross a page.
+            Some(off) => Ok(u16::from_le_bytes(self.bus.ram.get(off))),
             None => Err(Exception::new(cause::FETCH_ACCESS, va)),
         }
     }
@@ -625,7 +623,7 @@ impl Cpu {
         if e.tag == self.tlb.key(va) && (va & 0xfff) as usize <= 4096 - N {
             let off = e.off + (va & 0xfff) as usize;
             let mut b = [0u8; 8];
-            b[..N].copy_from_slice(&self.bus.ram.data[off..off + N]);
+            b[..N].copy_from_slice(&self.bus.ram.get::<N>(off));
             return Ok(u64::from_le_bytes(b));
         }
         self.load_slow(va, N as u8)
@@ -646,7 +644,7 @@ impl Cpu {
         let e = self.tlb.w[Tlb::index(va)];
         if e.tag == self.tlb.key(va) && (va & 0xfff) as usize <= 4096 - N {
             let off = e.off + (va & 0xfff) as usize;
-            self.bus.ram.data[off..off + N].copy_from_slice(&val.to_le_bytes()[..N]);
+            self.bus.ram.put(off, &val.to_le_bytes()[..N]);
             return true;
         }
         false
