@@ -1,32 +1,14 @@
 //! Misbehaving guests: they end or are stopped, and neither the host process
 //! nor other containers are harmed.
 
+mod common;
+
+use common::{Capture, busybox, runtime};
+
 use std::io::Write;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use spin_runtime::{Arch, ImageSource, Runtime};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// Counts bytes and checks they are all zero, keeping none.
 #[derive(Clone, Default)]
@@ -45,17 +27,6 @@ impl Write for ZeroCounter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn busybox() -> ImageSource {
-    let root = std::env::var_os("SPIN_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/spin"));
-    ImageSource::ImageFile(root.join("images/busybox-riscv64.sqfs"))
-}
-
-fn runtime() -> Runtime {
-    Runtime::new(Arch::Riscv64).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

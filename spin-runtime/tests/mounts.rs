@@ -1,41 +1,12 @@
 //! Host folders mounted into containers (virtio-9p served by spin-p9).
 
-use std::io::Write;
+mod common;
+
+use common::{Capture, busybox, runtime};
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
-use spin_runtime::{Arch, Error, ImageSource, Runtime};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn busybox() -> ImageSource {
-    let root = std::env::var_os("SPIN_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/spin"));
-    ImageSource::ImageFile(root.join("images/busybox-riscv64.sqfs"))
-}
-
-fn runtime() -> Runtime {
-    Runtime::new(Arch::Riscv64).unwrap_or_else(|e| panic!("{e}"))
-}
+use spin_runtime::Error;
 
 #[test]
 fn ls_of_a_mount_shows_host_files_with_their_modes_and_writes_come_back() {

@@ -1,43 +1,16 @@
 //! Containers with a network (spin-net behind the wasm emulator's virtio-net),
 //! against real TCP peers on the host's loopback.
 
+mod common;
+
+use common::{Capture, busybox, runtime};
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spin_runtime::{Arch, Error, Forward, ImageSource, Networking, Policy, Runtime};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn busybox() -> ImageSource {
-    let root = std::env::var_os("SPIN_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/spin"));
-    ImageSource::ImageFile(root.join("images/busybox-riscv64.sqfs"))
-}
-
-fn runtime() -> Runtime {
-    Runtime::new(Arch::Riscv64).unwrap_or_else(|e| panic!("{e}"))
-}
+use spin_runtime::{Error, Forward, Networking, Policy};
 
 /// A one-shot HTTP server on the host's loopback; counts the connections it got.
 fn http_server(body: &'static str) -> (u16, Arc<Mutex<u32>>) {

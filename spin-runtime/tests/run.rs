@@ -1,41 +1,10 @@
 //! Containers on spin's own riscv64 emulator (wasm build) under wasmtime.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use spin_runtime::{Arch, ImageSource, Runtime};
+use common::{Capture, busybox, runtime};
 
-/// A writer that collects what the container writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn busybox() -> ImageSource {
-    let root = std::env::var_os("SPIN_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/spin"));
-    ImageSource::ImageFile(root.join("images/busybox-riscv64.sqfs"))
-}
-
-fn runtime() -> Runtime {
-    Runtime::new(Arch::Riscv64).unwrap_or_else(|e| panic!("{e}"))
-}
+use spin_runtime::ImageSource;
 
 #[test]
 fn uname_and_exit_codes_and_separate_streams() {
