@@ -225,6 +225,15 @@ impl MmioDevice for spin_virtio::MmioTransport {
     }
 }
 
+/// A spin guest's devices as this machine's bus devices, in mapping order.
+pub fn guest_devices(devices: spin_virtio::guest::GuestDevices) -> Vec<Box<dyn MmioDevice>> {
+    devices
+        .into_transports()
+        .into_iter()
+        .map(|t| Box::new(t) as Box<dyn MmioDevice>)
+        .collect()
+}
+
 /// Base physical address of the PLIC.
 pub const PLIC_BASE: u64 = 0x0c00_0000;
 /// Size of the PLIC's register window.

@@ -15,7 +15,6 @@ mod wasm {
     use std::sync::{Arc, OnceLock};
     use std::time::Instant;
 
-    use spin_emu_riscv::bus::MmioDevice;
     use spin_emu_riscv::machine::{Clock, Console, Machine, MachineConfig, RunResult};
     use spin_virtio::block::FileBackend;
     use spin_virtio::guest::GuestDevices;
@@ -166,11 +165,7 @@ mod wasm {
                 })
                 .collect(),
         };
-        let devices: Vec<Box<dyn MmioDevice>> = devices
-            .into_transports()
-            .into_iter()
-            .map(|t| Box::new(t) as Box<dyn MmioDevice>)
-            .collect();
+        let devices = spin_emu_riscv::bus::guest_devices(devices);
         let mut config = MachineConfig {
             ram_size: args.mem_mib << 20,
             ..MachineConfig::default()

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spin_emu_riscv::bus::MmioDevice;
 use spin_emu_riscv::host::StdClock;
 use spin_emu_riscv::machine::{Console, Machine, MachineConfig, RunResult};
 use spin_init::host::ControlSession;
@@ -141,11 +140,7 @@ fn run(
         shares,
         ..GuestDevices::default()
     };
-    let devices: Vec<Box<dyn MmioDevice>> = devices
-        .into_transports()
-        .into_iter()
-        .map(|t| Box::new(t) as Box<dyn MmioDevice>)
-        .collect();
+    let devices = spin_emu_riscv::bus::guest_devices(devices);
     let mut machine = Machine::new(
         &MachineConfig::default(),
         &fs::read(&a.kernel).unwrap(),

@@ -170,7 +170,6 @@ pub fn boot(args: &[String]) -> Result<i32> {
 
 pub mod native {
     use super::*;
-    use spin_emu_riscv::bus::MmioDevice;
     use spin_emu_riscv::host::StdClock;
     use spin_emu_riscv::machine::{Console, Machine, MachineConfig, RunResult};
     use spin_virtio::block::FileBackend;
@@ -238,11 +237,7 @@ pub mod native {
             )),
             ..GuestDevices::default()
         };
-        let devices: Vec<Box<dyn MmioDevice>> = devices
-            .into_transports()
-            .into_iter()
-            .map(|t| Box::new(t) as Box<dyn MmioDevice>)
-            .collect();
+        let devices = spin_emu_riscv::bus::guest_devices(devices);
         let config = MachineConfig {
             ram_size: u64::from(mem_mib) << 20,
             ..MachineConfig::default()
