@@ -46,7 +46,8 @@ fn guest_reaches_a_server_on_the_host_loopback_when_allowed() {
             "-c",
             &format!(
                 "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep default; \
-                 cat /etc/resolv.conf; wget -q -O - http://10.0.2.2:{port}/"
+                 cat /etc/resolv.conf; nslookup localhost | grep -A1 'Name:'; \
+                 wget -q -O - http://10.0.2.2:{port}/"
             ),
         ])
         .network(Networking::new().policy(Policy::with_host_loopback()))
@@ -60,6 +61,8 @@ fn guest_reaches_a_server_on_the_host_loopback_when_allowed() {
     assert!(text.contains("inet 10.0.2.15/24"), "{text}");
     assert!(text.contains("default via 10.0.2.2"), "{text}");
     assert!(text.contains("nameserver 10.0.2.3"), "{text}");
+    // Resolved by the host through the DNS forwarder.
+    assert!(text.contains("Name:\tlocalhost\nAddress: 127.0.0.1"), "{text}");
     assert!(text.ends_with("hello from the host\n"), "{text}");
     assert_eq!(*hits.lock().unwrap(), 1);
 }
