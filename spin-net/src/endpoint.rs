@@ -79,7 +79,9 @@ impl Queue {
     }
 
     pub fn recycle(&mut self, b: Vec<u8>) {
-        if self.pool.len() < POOL && b.capacity() <= 70_000 {
+        // Up to POOL buffers of a 1500-byte link, fewer of larger ones.
+        let limit = if b.capacity() <= 2048 { POOL } else { 64 };
+        if self.pool.len() < limit && b.capacity() <= 70_000 {
             self.pool.push(b);
         }
     }
@@ -166,7 +168,7 @@ impl Shared {
 
     /// Frames waiting in the guest queue.
     pub fn guest_queue_len(&self) -> usize {
-        self.to_guest_len.load(Ordering::Acquire)
+        self.to_guest_len.load(Ordering::SeqCst)
     }
 
     /// Appends `frames` to the guest queue (the caller checked the room),
@@ -183,9 +185,9 @@ impl Shared {
             for f in frames.drain(..) {
                 q.push(f);
             }
-            self.to_guest_len.store(q.len(), Ordering::Release);
-            if pool.len() < 64 {
-                q.take_pool(pool, 64);
+            self.to_guest_len.store(q.len(), Ordering::SeqCst);
+            if pool.len() < POOL / 2 {
+                q.take_pool(pool, POOL);
             }
             was_empty
         };

@@ -148,8 +148,10 @@ impl phy::RxToken for RxTok<'_> {
 
 impl phy::TxToken for TxTok<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        // Not zeroed: smoltcp writes every header and payload byte; at most
+        // padding after TCP options keeps bytes of an earlier frame, and
+        // every buffer here only ever held frames for this same guest.
         let mut b = self.pool.pop().unwrap_or_default();
-        b.clear();
         b.resize(len, 0);
         let r = f(&mut b);
         // A reply smoltcp sends while taking a frame in (the token that
