@@ -7,10 +7,10 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use spin_net::testing::{GuestSim, GuestTcp};
 use spin_net::{Forward, NetConfig, Network, NetworkHandle, Policy};
 
@@ -185,12 +185,60 @@ fn setup(mtu: usize) -> Setup {
     }
 }
 
-fn timed(iters: u64, mut f: impl FnMut()) -> Duration {
+/// Every sample's bytes and time by benchmark, for the summary table.
+static SAMPLES: Mutex<Vec<(String, f64, Duration)>> = Mutex::new(Vec::new());
+
+/// Runs `f` `iters` times (one transfer of `N` bytes each) and records the
+/// sample's throughput under `name`.
+fn timed(name: &str, iters: u64, mut f: impl FnMut()) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         f();
     }
-    start.elapsed()
+    let t = start.elapsed();
+    let bytes = iters as f64 * N as f64;
+    SAMPLES.lock().unwrap().push((name.to_string(), bytes, t));
+    t
+}
+
+/// Throughput over every transfer recorded under `name` (warm-up
+/// included): all bytes over all time, in bit/s, so that stalls count.
+fn mean(name: &str) -> Option<f64> {
+    let (mut bytes, mut time) = (0.0, 0.0);
+    for (n, b, t) in SAMPLES.lock().unwrap().iter() {
+        if n == name {
+            bytes += b;
+            time += t.as_secs_f64();
+        }
+    }
+    (time > 0.0).then(|| bytes * 8.0 / time)
+}
+
+/// Prints throughputs, each against loopback TCP in the same
+/// direction measured in the same run.
+fn summary() {
+    println!();
+    println!(
+        "{:<28} {:>12} {:>12}",
+        "net (all bytes / all time)", "Gbit/s", "vs loopback"
+    );
+    for mtu in [1500usize, 65520] {
+        for (bench, lo) in [
+            ("loopback_upload", "loopback_upload"),
+            ("loopback_download", "loopback_download"),
+            ("nat_upload", "loopback_upload"),
+            ("nat_download", "loopback_download"),
+            ("forward_upload", "loopback_upload"),
+            ("forward_download", "loopback_download"),
+        ] {
+            let name = format!("mtu{mtu}/{bench}");
+            let Some(b) = mean(&name) else { continue };
+            let ratio = mean(&format!("mtu1500/{lo}"))
+                .map(|l| format!("{:.0}%", 100.0 * b / l))
+                .unwrap_or_default();
+            println!("{name:<28} {:>12.2} {ratio:>12}", b / 1e9);
+        }
+    }
 }
 
 fn bench_net(c: &mut Criterion) {
@@ -208,33 +256,55 @@ fn bench_net(c: &mut Criterion) {
         g.warm_up_time(Duration::from_secs(1));
         g.measurement_time(Duration::from_secs(6));
 
+        let id = |b: &str| format!("mtu{mtu}/{b}");
         if mtu == 1500 {
+            let name = id("loopback_upload");
             g.bench_function("loopback_upload", |b| {
-                b.iter_custom(|n| timed(n, || upload_std(&mut TcpStream::connect(server).unwrap())))
+                b.iter_custom(|n| {
+                    timed(&name, n, || {
+                        upload_std(&mut TcpStream::connect(server).unwrap())
+                    })
+                })
             });
+            let name = id("loopback_download");
             g.bench_function("loopback_download", |b| {
                 b.iter_custom(|n| {
-                    timed(n, || download_std(&mut TcpStream::connect(server).unwrap()))
+                    timed(&name, n, || {
+                        download_std(&mut TcpStream::connect(server).unwrap())
+                    })
                 })
             });
         }
+        let name = id("nat_upload");
         g.bench_function("nat_upload", |b| {
-            b.iter_custom(|n| timed(n, || upload_guest(&s.guest.tcp_connect(via_gw).unwrap())))
+            b.iter_custom(|n| {
+                timed(&name, n, || {
+                    upload_guest(&s.guest.tcp_connect(via_gw).unwrap())
+                })
+            })
         });
+        let name = id("nat_download");
         g.bench_function("nat_download", |b| {
-            b.iter_custom(|n| timed(n, || download_guest(&s.guest.tcp_connect(via_gw).unwrap())))
+            b.iter_custom(|n| {
+                timed(&name, n, || {
+                    download_guest(&s.guest.tcp_connect(via_gw).unwrap())
+                })
+            })
         });
         // Through the forward: the host client talks to the guest's server.
+        // "download" is host → guest (the host client uploads to it).
+        let name = id("forward_download");
         g.bench_function("forward_download", |b| {
             b.iter_custom(|n| {
-                timed(n, || {
+                timed(&name, n, || {
                     upload_std(&mut TcpStream::connect(s.forward).unwrap())
                 })
             })
         });
+        let name = id("forward_upload");
         g.bench_function("forward_upload", |b| {
             b.iter_custom(|n| {
-                timed(n, || {
+                timed(&name, n, || {
                     download_std(&mut TcpStream::connect(s.forward).unwrap())
                 })
             })
@@ -244,4 +314,9 @@ fn bench_net(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_net);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}

@@ -8,7 +8,7 @@
 //! stay in the stack (TCP holds them back) until the guest drains its queue.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -45,7 +45,14 @@ pub struct NetStats {
     pub udp_flows: u64,
     /// DNS queries answered.
     pub dns_queries: u64,
+    /// Frames waiting in the queue to the guest now (at most the frame queue's bound).
+    pub queued_to_guest: u64,
+    /// Frames from the guest waiting for the stack now (at most the bound).
+    pub queued_to_network: u64,
 }
+
+/// Most buffers kept for reuse per queue.
+const POOL: usize = 256;
 
 pub(crate) struct Queue {
     frames: VecDeque<Vec<u8>>,
@@ -72,9 +79,18 @@ impl Queue {
     }
 
     pub fn recycle(&mut self, b: Vec<u8>) {
-        if self.pool.len() < 64 && b.capacity() <= 70_000 {
+        // Up to POOL buffers of a 1500-byte link, fewer of larger ones.
+        let limit = if b.capacity() <= 2048 { POOL } else { 64 };
+        if self.pool.len() < limit && b.capacity() <= 70_000 {
             self.pool.push(b);
         }
+    }
+
+    /// Moves up to `n` pooled buffers into `to`.
+    pub fn take_pool(&mut self, to: &mut Vec<Vec<u8>>, n: usize) {
+        let k = self.pool.len().min(n);
+        let at = self.pool.len() - k;
+        to.extend(self.pool.drain(at..));
     }
 
     pub fn push(&mut self, b: Vec<u8>) {
@@ -93,6 +109,11 @@ pub(crate) struct Shared {
     pub guest_cv: Condvar,
     pub notifier: Mutex<Option<Notifier>>,
     pub stack_waker: Mutex<Option<Waker>>,
+    /// Set when the stack was woken and has not polled since: further wakes
+    /// are redundant (one wake per batch of frames, not one per frame).
+    pub stack_woken: AtomicBool,
+    /// Frames in the guest queue (readable without its lock).
+    pub to_guest_len: AtomicUsize,
     /// Set when the stack could not transmit because the guest queue was full.
     pub tx_blocked: AtomicBool,
     pub closed: AtomicBool,
@@ -109,6 +130,8 @@ impl Shared {
             guest_cv: Condvar::new(),
             notifier: Mutex::new(None),
             stack_waker: Mutex::new(None),
+            stack_woken: AtomicBool::new(false),
+            to_guest_len: AtomicUsize::new(0),
             tx_blocked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             capacity,
@@ -117,24 +140,63 @@ impl Shared {
         })
     }
 
+    /// Wakes the stack unless a wake is already pending.
     pub fn wake_stack(&self) {
+        if self.stack_woken.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let w = self.stack_waker.lock().unwrap().clone();
         if let Some(w) = w {
             w.wake();
         }
     }
 
+    /// Called by the stack at the start of each poll, before it looks at
+    /// its inputs: wakes from then on are needed again. The waker is stored
+    /// before the flag is cleared, so that a wake that sees the flag clear
+    /// finds the waker.
     pub fn register_stack_waker(&self, w: &Waker) {
-        let mut slot = self.stack_waker.lock().unwrap();
-        match &*slot {
-            Some(old) if old.will_wake(w) => {}
-            _ => *slot = Some(w.clone()),
+        {
+            let mut slot = self.stack_waker.lock().unwrap();
+            match &*slot {
+                Some(old) if old.will_wake(w) => {}
+                _ => *slot = Some(w.clone()),
+            }
         }
+        self.stack_woken.store(false, Ordering::SeqCst);
     }
 
-    /// Whether the guest queue has room for another frame.
-    pub fn guest_has_room(&self) -> bool {
-        self.to_guest.lock().unwrap().len() < self.capacity
+    /// Frames waiting in the guest queue.
+    pub fn guest_queue_len(&self) -> usize {
+        self.to_guest_len.load(Ordering::SeqCst)
+    }
+
+    /// Appends `frames` to the guest queue (the caller checked the room),
+    /// refills `pool` with recycled buffers, and notifies the guest if the
+    /// queue was empty.
+    pub fn push_batch_to_guest(&self, frames: &mut Vec<Vec<u8>>, pool: &mut Vec<Vec<u8>>) {
+        if frames.is_empty() {
+            return;
+        }
+        let n = frames.len();
+        let was_empty = {
+            let mut q = self.to_guest.lock().unwrap();
+            let was_empty = q.len() == 0;
+            for f in frames.drain(..) {
+                q.push(f);
+            }
+            self.to_guest_len.store(q.len(), Ordering::SeqCst);
+            if pool.len() < POOL / 2 {
+                q.take_pool(pool, POOL);
+            }
+            was_empty
+        };
+        self.counters
+            .frames_to_guest
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if was_empty {
+            self.notify_guest();
+        }
     }
 
     /// Queues a frame for the guest built by `fill` (which returns false to
@@ -154,6 +216,7 @@ impl Shared {
             }
             was_empty = q.len() == 0;
             q.push(b);
+            self.to_guest_len.store(q.len(), Ordering::Release);
         }
         self.counters
             .frames_to_guest
@@ -183,6 +246,8 @@ impl Shared {
             tcp_connections: l(&c.tcp_connections),
             udp_flows: l(&c.udp_flows),
             dns_queries: l(&c.dns_queries),
+            queued_to_guest: self.to_guest.lock().unwrap().len() as u64,
+            queued_to_network: self.to_net.lock().unwrap().len() as u64,
         }
     }
 
@@ -269,6 +334,7 @@ impl FrameEndpoint {
         let mut q = s.to_guest.lock().unwrap();
         loop {
             let f = q.pop()?;
+            s.to_guest_len.store(q.len(), Ordering::SeqCst);
             if f.len() > buf.len() {
                 q.recycle(f);
                 s.drop_frame();
@@ -279,7 +345,7 @@ impl FrameEndpoint {
             q.recycle(f);
             let low = q.len() <= s.capacity / 2;
             drop(q);
-            if low && s.tx_blocked.swap(false, Ordering::AcqRel) {
+            if low && s.tx_blocked.swap(false, Ordering::SeqCst) {
                 s.wake_stack();
             }
             return Some(n);
@@ -288,7 +354,7 @@ impl FrameEndpoint {
 
     /// Whether a frame is waiting for the guest.
     pub fn has_frames(&self) -> bool {
-        self.shared.to_guest.lock().unwrap().len() > 0
+        self.shared.guest_queue_len() > 0
     }
 
     /// Blocks until a frame is waiting for the guest or `timeout` passes;

@@ -106,17 +106,39 @@ struct DnsDone {
     answer: Vec<u8>,
 }
 
-/// The smoltcp device: one frame from the guest at a time in, frames out to
-/// the guest's bounded queue.
+/// The smoltcp device: one frame from the guest at a time in; frames out
+/// are staged and handed to the guest's bounded queue in one batch by
+/// [`StackDevice::flush`] (one lock and at most one notification per batch).
 struct StackDevice {
     shared: Arc<Shared>,
     rx: Vec<u8>,
     rx_ready: bool,
     mtu: usize,
+    /// Frames for the guest not yet in its queue.
+    out: Vec<Vec<u8>>,
+    /// Spare frame buffers.
+    pool: Vec<Vec<u8>>,
+}
+
+impl StackDevice {
+    /// Hands the staged frames to the guest's queue.
+    fn flush(&mut self) {
+        self.shared
+            .push_batch_to_guest(&mut self.out, &mut self.pool);
+    }
+
+    /// Whether the guest queue (with what is staged) has room for a frame.
+    fn has_room(&self) -> bool {
+        self.shared.guest_queue_len() + self.out.len() < self.shared.capacity
+    }
 }
 
 struct RxTok<'a>(&'a [u8]);
-struct TxTok<'a>(&'a Shared);
+struct TxTok<'a> {
+    shared: &'a Shared,
+    out: &'a mut Vec<Vec<u8>>,
+    pool: &'a mut Vec<Vec<u8>>,
+}
 
 impl phy::RxToken for RxTok<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -126,22 +148,19 @@ impl phy::RxToken for RxTok<'_> {
 
 impl phy::TxToken for TxTok<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let shared = self.0;
-        let (r, was_empty) = {
-            let mut q = shared.to_guest.lock().unwrap();
-            let mut b = q.buffer();
-            b.resize(len, 0);
-            let r = f(&mut b);
-            let was_empty = q.len() == 0;
-            q.push(b);
-            (r, was_empty)
-        };
-        shared
-            .counters
-            .frames_to_guest
-            .fetch_add(1, Ordering::Relaxed);
-        if was_empty {
-            shared.notify_guest();
+        // Not zeroed: smoltcp writes every header and payload byte; at most
+        // padding after TCP options keeps bytes of an earlier frame, and
+        // every buffer here only ever held frames for this same guest.
+        let mut b = self.pool.pop().unwrap_or_default();
+        b.resize(len, 0);
+        let r = f(&mut b);
+        // A reply smoltcp sends while taking a frame in (the token that
+        // comes with a received frame) may find the queue full: dropped.
+        if self.shared.guest_queue_len() + self.out.len() < self.shared.capacity {
+            self.out.push(b);
+        } else {
+            self.shared.drop_frame();
+            self.pool.push(b);
         }
         r
     }
@@ -156,16 +175,31 @@ impl Device for StackDevice {
             return None;
         }
         self.rx_ready = false;
-        Some((RxTok(&self.rx), TxTok(&self.shared)))
+        Some((
+            RxTok(&self.rx),
+            TxTok {
+                shared: &self.shared,
+                out: &mut self.out,
+                pool: &mut self.pool,
+            },
+        ))
     }
 
     fn transmit(&mut self, _t: Instant) -> Option<TxTok<'_>> {
-        if self.shared.guest_has_room() {
-            Some(TxTok(&self.shared))
-        } else {
-            self.shared.tx_blocked.store(true, Ordering::Release);
-            None
+        if !self.has_room() {
+            // Say so before looking again, so that a guest draining the
+            // queue meanwhile either is seen here or sees the flag (and
+            // wakes the stack).
+            self.shared.tx_blocked.store(true, Ordering::SeqCst);
+            if !self.has_room() {
+                return None;
+            }
         }
+        Some(TxTok {
+            shared: &self.shared,
+            out: &mut self.out,
+            pool: &mut self.pool,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -204,6 +238,8 @@ pub(crate) struct Stack {
     next_sweep: StdInstant,
     udp_buf: Vec<u8>,
     inbox: VecDeque<Vec<u8>>,
+    /// The time given to smoltcp for the frames being fed.
+    feed_now: Instant,
 }
 
 /// Host sockets bound before the stack starts (so that errors reach the caller).
@@ -221,6 +257,8 @@ impl Stack {
             rx: Vec::new(),
             rx_ready: false,
             mtu: cfg.mtu,
+            out: Vec::new(),
+            pool: Vec::new(),
         };
         let epoch = StdInstant::now();
         let mut icfg = Config::new(HardwareAddress::Ethernet(gw_mac));
@@ -283,6 +321,7 @@ impl Stack {
             next_sweep: epoch + Duration::from_secs(1),
             udp_buf: vec![0; UDP_BUF],
             inbox: VecDeque::new(),
+            feed_now: Instant::from_micros(0),
         })
     }
 
@@ -314,8 +353,11 @@ impl Stack {
         tracing::trace!(why, "dropped frame from guest");
     }
 
-    /// Queues a frame written by `fill` for the guest; drops it if the queue is full.
-    fn emit(&self, fill: impl FnOnce(&mut Vec<u8>)) {
+    /// Queues a frame written by `fill` for the guest (after the frames
+    /// smoltcp staged, so that the queue's bound holds); drops it if the
+    /// queue is full.
+    fn emit(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        self.device.flush();
         if !self.shared.push_to_guest(|b| {
             fill(b);
             true
@@ -340,15 +382,18 @@ impl Stack {
         if self.inbox.is_empty() {
             return false;
         }
+        self.shared
+            .counters
+            .frames_from_guest
+            .fetch_add(self.inbox.len() as u64, Ordering::Relaxed);
+        // One clock reading for the batch.
+        self.feed_now = self.now();
         let mut done = Vec::with_capacity(self.inbox.len());
         while let Some(frame) = self.inbox.pop_front() {
-            self.shared
-                .counters
-                .frames_from_guest
-                .fetch_add(1, Ordering::Relaxed);
             let frame = self.handle_frame(frame);
             done.push(frame);
         }
+        self.device.flush();
         let mut q = self.shared.to_net.lock().unwrap();
         for f in done {
             q.recycle(f);
@@ -356,11 +401,11 @@ impl Stack {
         true
     }
 
-    /// Feeds a frame to smoltcp.
+    /// Feeds a frame to smoltcp (at the time `feed_now`).
     fn feed(&mut self, frame: Vec<u8>) -> Vec<u8> {
         let old = std::mem::replace(&mut self.device.rx, frame);
         self.device.rx_ready = true;
-        let now = self.now();
+        let now = self.feed_now;
         self.iface
             .poll_ingress_single(now, &mut self.device, &mut self.sockets);
         self.device.rx_ready = false;
@@ -628,6 +673,7 @@ impl Stack {
                         },
                     );
                     self.nat_by_key.insert(key, h);
+                    self.feed_now = self.now();
                     let syn = self.feed(p.syn);
                     drop(syn);
                     let s = self.sockets.get::<tcp::Socket>(h);
@@ -662,6 +708,7 @@ impl Stack {
             }
         }
         if progress {
+            self.device.flush();
             self.update_counts();
         }
         progress
@@ -969,7 +1016,7 @@ impl Stack {
         });
     }
 
-    fn dns_answer(&self, guest_port: u16, answer: &[u8]) {
+    fn dns_answer(&mut self, guest_port: u16, answer: &[u8]) {
         self.shared
             .counters
             .dns_queries
@@ -1066,8 +1113,8 @@ impl Stack {
 
     fn egress(&mut self) -> bool {
         let mut progress = false;
+        let now = self.now();
         for _ in 0..1024 {
-            let now = self.now();
             match self
                 .iface
                 .poll_egress(now, &mut self.device, &mut self.sockets)
@@ -1076,6 +1123,7 @@ impl Stack {
                 PollResult::None => break,
             }
         }
+        self.device.flush();
         progress
     }
 

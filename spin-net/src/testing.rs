@@ -105,6 +105,9 @@ struct State {
     sockets: SocketSet<'static>,
     device: GuestDevice,
     epoch: StdInstant,
+    /// Closed by their owner: forgotten once the connection is over (as a
+    /// kernel frees a closed socket).
+    orphans: Vec<SocketHandle>,
 }
 
 impl State {
@@ -112,9 +115,12 @@ impl State {
         Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
     }
 
-    fn poll(&mut self) -> Option<Duration> {
+    /// Polls the interface; returns when to poll again at the latest and
+    /// whether anything happened.
+    fn poll(&mut self) -> (Option<Duration>, bool) {
         let now = self.now();
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        let mut progress =
+            self.iface.poll(now, &mut self.device, &mut self.sockets) != PollResult::None;
         for _ in 0..1024 {
             let now = self.now();
             if self
@@ -124,17 +130,33 @@ impl State {
             {
                 break;
             }
+            progress = true;
+        }
+        if !self.orphans.is_empty() {
+            let sockets = &mut self.sockets;
+            self.orphans.retain(|&h| {
+                let done = matches!(
+                    sockets.get::<tcp::Socket>(h).state(),
+                    tcp::State::Closed | tcp::State::TimeWait
+                );
+                if done {
+                    sockets.remove(h);
+                }
+                !done
+            });
         }
         let now = self.now();
-        self.iface
+        let delay = self
+            .iface
             .poll_delay(now, &self.sockets)
-            .map(|d| Duration::from_micros(d.total_micros()))
+            .map(|d| Duration::from_micros(d.total_micros()));
+        (delay, progress)
     }
 }
 
 struct Inner {
     state: Mutex<State>,
-    /// Signalled after every poll.
+    /// Signalled after a poll that did something.
     polled: Condvar,
     kick: Mutex<bool>,
     kick_cv: Condvar,
@@ -144,18 +166,23 @@ struct Inner {
 }
 
 impl Inner {
+    /// Asks the guest thread to poll (once, however often it is asked
+    /// before it gets to it).
     fn kick(&self) {
-        *self.kick.lock().unwrap() = true;
-        self.kick_cv.notify_one();
+        let mut k = self.kick.lock().unwrap();
+        if !*k {
+            *k = true;
+            self.kick_cv.notify_one();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
 
-    /// Waits for the next poll (or a short time).
+    /// Waits for a poll that does something (or a short time). Callers
+    /// kick the guest thread themselves after changing a socket.
     fn wait<'a>(&self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.kick();
         self.polled
             .wait_timeout(g, Duration::from_millis(20))
             .unwrap()
@@ -215,6 +242,7 @@ impl GuestSim {
                 sockets: SocketSet::new(Vec::new()),
                 device,
                 epoch: StdInstant::now(),
+                orphans: Vec::new(),
             }),
             polled: Condvar::new(),
             kick: Mutex::new(false),
@@ -234,11 +262,13 @@ impl GuestSim {
             .name("guest-sim".into())
             .spawn(move || {
                 while !i2.stop.load(Ordering::Acquire) {
-                    let delay = {
+                    let (delay, progress) = {
                         let mut g = i2.lock();
                         g.poll()
                     };
-                    i2.polled.notify_all();
+                    if progress {
+                        i2.polled.notify_all();
+                    }
                     let wait = delay
                         .unwrap_or(Duration::from_millis(50))
                         .min(Duration::from_millis(50));
@@ -275,28 +305,32 @@ impl GuestSim {
             .map_err(|e| io::Error::other(format!("{e:?}")))?;
             g.sockets.add(s)
         };
+        // Dropped on failure, which frees the socket.
         let t = GuestTcp {
             inner: i.clone(),
             h,
         };
+        i.kick();
         let start = StdInstant::now();
         let mut g = i.lock();
-        loop {
+        let r = loop {
             match g.sockets.get::<tcp::Socket>(h).state() {
                 tcp::State::SynSent | tcp::State::SynReceived => {}
                 tcp::State::Closed => {
-                    return Err(io::Error::new(
+                    break Err(io::Error::new(
                         io::ErrorKind::ConnectionRefused,
                         "connection refused",
                     ));
                 }
-                _ => return Ok(t.clone_handle()),
+                _ => break Ok(()),
             }
             if start.elapsed() > STALL {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+                break Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
             }
             g = i.wait(g);
-        }
+        };
+        drop(g);
+        r.map(|()| t)
     }
 
     /// Listens on a TCP port with a backlog of `backlog` sockets.
@@ -352,6 +386,7 @@ impl GuestSim {
             let mut pkt = Icmpv4Packet::new_unchecked(buf);
             req.emit(&mut pkt, &Default::default());
         }
+        i.kick();
         let start = StdInstant::now();
         let mut g = i.lock();
         let ok = loop {
@@ -398,14 +433,19 @@ impl std::fmt::Debug for GuestTcp {
     }
 }
 
-impl GuestTcp {
-    fn clone_handle(&self) -> GuestTcp {
-        GuestTcp {
-            inner: self.inner.clone(),
-            h: self.h,
-        }
+/// Dropping a connection closes it (a FIN if it was open) and frees its
+/// socket once the connection is over, as closing a descriptor would.
+impl Drop for GuestTcp {
+    fn drop(&mut self) {
+        let mut g = self.inner.lock();
+        g.sockets.get_mut::<tcp::Socket>(self.h).close();
+        g.orphans.push(self.h);
+        drop(g);
+        self.inner.kick();
     }
+}
 
+impl GuestTcp {
     /// The socket's TCP state.
     pub fn state(&self) -> tcp::State {
         self.inner.lock().sockets.get::<tcp::Socket>(self.h).state()
@@ -520,6 +560,19 @@ impl std::fmt::Debug for GuestListener {
         f.debug_struct("GuestListener")
             .field("port", &self.port)
             .finish()
+    }
+}
+
+impl Drop for GuestListener {
+    fn drop(&mut self) {
+        let socks = std::mem::take(&mut *self.sockets.lock().unwrap());
+        let mut g = self.inner.lock();
+        for h in socks {
+            g.sockets.get_mut::<tcp::Socket>(h).abort();
+            g.orphans.push(h);
+        }
+        drop(g);
+        self.inner.kick();
     }
 }
 

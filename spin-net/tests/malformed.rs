@@ -358,10 +358,13 @@ fn fuzzed_frames_do_not_break_the_stack() {
         }
     }
     assert!(sent > 1000, "only {sent} frames went in");
-    // The stack survived and still answers.
+    // The stack survived and still answers (a ping or two may be lost while
+    // the guest's queue is still full of answers to the fuzz: that queue
+    // drops what it has no room for).
     assert!(
-        g.ping(GW, Duration::from_secs(5)),
-        "stack dead after fuzzing"
+        (0..3).any(|_| g.ping(GW, Duration::from_secs(3))),
+        "stack dead after fuzzing: {:?}",
+        h.stats()
     );
     let s = h.stats();
     assert!(s.frames_from_guest >= sent);
