@@ -1,7 +1,14 @@
 //! Instruction-level tests: hand-written snippets with known results, and
-//! random integer/M/A/C sequences compared bit for bit with qemu-riscv64.
+//! random integer/M/A/C and F/D sequences compared bit for bit with qemu-riscv64.
 //!
-//! `SPIN_ISA_SEED` overrides the seed, `SPIN_ISA_SWEEP=<n>` runs n times more programs.
+//! The random programs are batched: one ELF holds [`BATCH`] independent programs
+//! (each loads its registers, fflags/frm and scratch memory from its own table,
+//! runs its blocks and dumps the registers after each), so a few thousand
+//! programs cost a few assemblies and qemu runs. A mismatch names the program,
+//! its block and its source, and writes a standalone reproduction.
+//!
+//! `SPIN_ISA_SEED` overrides the seed, `SPIN_ISA_SWEEP=<n>` runs n times more
+//! programs, `SPIN_ISA_DUMP` writes each batch's source to /tmp.
 
 mod common;
 
@@ -186,6 +193,14 @@ impl Rng {
     }
 }
 
+/// splitmix64: the seed of each program, from the run's seed and its index.
+fn program_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed.wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
+}
+
 const RR: &[&str] = &[
     "add", "sub", "sll", "srl", "sra", "slt", "sltu", "xor", "or", "and", "addw", "subw", "sllw",
     "srlw", "sraw", "mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu", "mulw", "divw",
@@ -205,6 +220,8 @@ const ST: &[&str] = &["sb", "sh", "sw", "sd"];
 const AMO: &[&str] = &[
     "amoswap", "amoadd", "amoxor", "amoand", "amoor", "amomin", "amomax", "amominu", "amomaxu",
 ];
+/// Registers the integer programs use: not x1 (the dump's return address), x3
+/// (AMO addresses), x4 (the scratch base) or x31 (the dump's base).
 const REGS: &[u32] = &[
     0, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27,
     28, 29, 30,
@@ -219,129 +236,6 @@ const SPECIAL: &[u64] = &[
     0x7fff_ffff,
     0xffff_ffff,
 ];
-
-fn random_program(rng: &mut Rng, blocks: usize, per_block: usize) -> String {
-    let mut s = String::from("    la x4, scratch\n");
-    for &r in REGS.iter().skip(1) {
-        let v = if rng.next().is_multiple_of(3) {
-            *rng.pick(SPECIAL)
-        } else {
-            rng.next()
-        };
-        s += &format!("    li x{r}, {}\n", v as i64);
-    }
-    for b in 0..blocks {
-        for i in 0..per_block {
-            let rd = rng.pick(REGS);
-            let rs1 = rng.pick(REGS);
-            let rs2 = rng.pick(REGS);
-            let line = match rng.next() % 10 {
-                0..=3 => format!("{} x{rd}, x{rs1}, x{rs2}", rng.pick(RR)),
-                4 => format!(
-                    "{} x{rd}, x{rs1}, {}",
-                    rng.pick(RI),
-                    (rng.next() % 4096) as i64 - 2048
-                ),
-                5 => {
-                    let (op, w) = rng.pick(SH);
-                    format!("{op} x{rd}, x{rs1}, {}", rng.next() % w)
-                }
-                6 => format!("{} x{rd}, {}(x4)", rng.pick(LD), rng.next() % 2040),
-                7 => format!("{} x{rs2}, {}(x4)", rng.pick(ST), rng.next() % 2040),
-                8 => {
-                    let w = if rng.next().is_multiple_of(2) {
-                        "w"
-                    } else {
-                        "d"
-                    };
-                    let off = (rng.next() % 255) * 8;
-                    format!(
-                        "addi x3, x4, {off}\n    {}.{w} x{rd}, x{rs2}, (x3)",
-                        rng.pick(AMO)
-                    )
-                }
-                _ => {
-                    let br = *rng.pick(&["beq", "bne", "blt", "bge", "bltu", "bgeu"]);
-                    format!("{br} x{rs1}, x{rs2}, 1f\n    xori x{rd}, x{rd}, {}\n1:", i)
-                }
-            };
-            s += &format!("    {line}\n");
-        }
-        s += &format!("    jal x1, dump  # block {b}\n");
-    }
-    s += "    li a0, 0\n    li a7, 93\n    ecall\n";
-    s
-}
-
-fn program_source(body: &str) -> String {
-    format!(
-        r#"
-    .data
-    .balign 16
-scratch: .zero 4096
-regs: .zero 256
-    .text
-    .globl _start
-_start:
-{body}
-dump:
-    la x31, regs
-{stores}
-    frflags a0
-    sd a0, 248(x31)
-    li a0, 1
-    mv a1, x31
-    li a2, 256
-    li a7, 64
-    ecall
-    ld a0, 80(x31)
-    ld a1, 88(x31)
-    ld a2, 96(x31)
-    ld a7, 136(x31)
-    ret
-"#,
-        stores = (2..31)
-            .map(|r| format!("    sd x{r}, {}(x31)\n", r * 8))
-            .collect::<String>()
-    )
-}
-
-#[test]
-fn random_integer_sequences_match_qemu() {
-    let seed = std::env::var("SPIN_ISA_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_1234_abcd_0001u64);
-    let sweep: usize = std::env::var("SPIN_ISA_SWEEP")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let mut rng = Rng(seed | 1);
-    for p in 0..8 * sweep {
-        let body = random_program(&mut rng, 40, 12);
-        let src = program_source(&body);
-        if std::env::var("SPIN_ISA_DUMP").is_ok() {
-            std::fs::write(format!("/tmp/isa-{p}.S"), &src).unwrap();
-        }
-        let elf = compile("random", &src, "S", &["-nostdlib", "-no-pie"]);
-        let (qcode, qout) = qemu(&elf, &[]);
-        let ours =
-            run_elf(&elf, &["random"], 10_000_000).unwrap_or_else(|e| panic!("program {p}: {e}"));
-        assert_eq!(qcode, 0);
-        assert_eq!(ours.exit_code, 0);
-        assert_eq!(ours.stdout.len(), qout.len(), "program {p}: output length");
-        for (blk, (a, b)) in ours.stdout.chunks(256).zip(qout.chunks(256)).enumerate() {
-            if a != b {
-                let (ra, rb) = (regs(a), regs(b));
-                let diff: Vec<String> = (0..32)
-                    .filter(|&i| ra[i] != rb[i])
-                    .map(|i| format!("x{i}: ours {:#x} qemu {:#x}", ra[i], rb[i]))
-                    .collect();
-                panic!("seed {seed:#x} program {p} block {blk} differs: {diff:?}\n{body}");
-            }
-        }
-    }
-}
 
 const F64_SPECIAL: &[u64] = &[
     0,
@@ -395,159 +289,433 @@ fn random_fp_value(rng: &mut Rng) -> u64 {
     }
 }
 
-fn random_fp_program(rng: &mut Rng, blocks: usize, per_block: usize) -> String {
-    // FS is already on in both harnesses (mstatus is not writable from U-mode).
-    let mut s = String::new();
-    for f in 0..32 {
-        s += &format!(
-            "    li t0, {}\n    fmv.d.x f{f}, t0\n",
-            random_fp_value(rng) as i64
-        );
+/// Programs per ELF.
+const BATCH: usize = 256;
+/// Random programs in the default run (times `SPIN_ISA_SWEEP`).
+const PROGRAMS: usize = 4096;
+/// Bytes of scratch memory each program has (x4 points at it).
+const SCRATCH: usize = 512;
+/// Bytes the dump writes per block: x0..x30 (x1 and x31 as 0), fflags in
+/// x31's slot, then f0..f31.
+const RECORD: usize = 512;
+/// Words of a program's table: x0..x31, f0..f31, then its scratch memory.
+const TABLE: usize = 64 + SCRATCH / 8;
+
+/// One random program of a batch.
+struct Program {
+    seed: u64,
+    kind: &'static str,
+    /// Initial x0..x31 (x0, x1, x4 and x31 are not loaded), f0..f31 and scratch memory.
+    table: Vec<u64>,
+    /// Blocks, each followed by a `jal x1, dump`.
+    blocks: Vec<String>,
+}
+
+impl Program {
+    fn new(seed: u64, kind: &'static str) -> (Program, Rng) {
+        let mut rng = Rng(seed);
+        let mut table = vec![0u64; TABLE];
+        for w in table.iter_mut().skip(64) {
+            *w = rng.next();
+        }
+        for f in &mut table[32..64] {
+            *f = random_fp_value(&mut rng);
+        }
+        let p = Program {
+            seed,
+            kind,
+            table,
+            blocks: Vec::new(),
+        };
+        (p, rng)
     }
-    for r in [5u32, 6, 7, 28, 29, 30] {
-        let v = if rng.next().is_multiple_of(2) {
+
+    /// The program's code and data, labelled `prog_<index>` and `table_<index>`.
+    fn source(&self, index: usize) -> String {
+        let mut s = format!(
+            "# program {index}: {} seed {:#x}\n    .pushsection .data\n    .balign 16\ntable_{index}:\n",
+            self.kind, self.seed
+        );
+        for row in self.table.chunks(8) {
+            let row: Vec<String> = row.iter().map(|w| format!("{w:#x}")).collect();
+            s += &format!("    .quad {}\n", row.join(", "));
+        }
+        s += &format!("    .popsection\nprog_{index}:\n    la x31, table_{index}\n");
+        for f in 0..32 {
+            s += &format!("    fld f{f}, {}(x31)\n", 256 + 8 * f);
+        }
+        for r in (2..31).filter(|&r| r != 4) {
+            s += &format!("    ld x{r}, {}(x31)\n", 8 * r);
+        }
+        s += "    addi x4, x31, 512\n    fsflags zero\n    fsrmi 0\n";
+        for (b, block) in self.blocks.iter().enumerate() {
+            s += block;
+            s += &format!("    jal x1, dump  # program {index} block {b}\n");
+        }
+        s
+    }
+}
+
+fn int_registers(p: &mut Program, rng: &mut Rng) {
+    for &r in REGS.iter().skip(1) {
+        p.table[r as usize] = if rng.next().is_multiple_of(3) {
+            *rng.pick(SPECIAL)
+        } else {
+            rng.next()
+        };
+    }
+}
+
+/// Integer registers the FP blocks use (conversions and moves).
+const FP_XREGS: [u32; 6] = [5, 6, 7, 28, 29, 30];
+
+fn fp_registers(p: &mut Program, rng: &mut Rng) {
+    for &r in &FP_XREGS {
+        p.table[r as usize] = if rng.next().is_multiple_of(2) {
             *rng.pick(SPECIAL)
         } else {
             rng.next() % 2000
         };
-        s += &format!("    li x{r}, {}\n", v as i64);
     }
-    let xr = [5u32, 6, 7, 28, 29, 30];
-    for b in 0..blocks {
-        s += &format!("    fsrmi {}\n    fsflags zero\n", rng.next() % 5);
-        for _ in 0..per_block {
-            let (fd, f1, f2, f3) = (
-                rng.next() % 32,
-                rng.next() % 32,
-                rng.next() % 32,
-                rng.next() % 32,
-            );
-            let xd = rng.pick(&xr);
-            let xs = rng.pick(&xr);
-            let t = if rng.next().is_multiple_of(2) {
-                "s"
-            } else {
-                "d"
-            };
-            let rm = rng.pick(RM);
-            let line = match rng.next() % 12 {
-                0 | 1 => format!(
-                    "{}.{t} f{fd}, f{f1}, f{f2}, {rm}",
-                    rng.pick(&["fadd", "fsub", "fmul", "fdiv"])
-                ),
-                2 => format!("fsqrt.{t} f{fd}, f{f1}, {rm}"),
-                3 => format!(
-                    "{}.{t} f{fd}, f{f1}, f{f2}",
-                    rng.pick(&["fmin", "fmax", "fsgnj", "fsgnjn", "fsgnjx"])
-                ),
-                4 => format!(
-                    "{}.{t} f{fd}, f{f1}, f{f2}, f{f3}, {rm}",
-                    rng.pick(&["fmadd", "fmsub", "fnmsub", "fnmadd"])
-                ),
-                5 => format!(
-                    "fcvt.{}.{t} x{xd}, f{f1}, {rm}",
-                    rng.pick(&["w", "wu", "l", "lu"])
-                ),
-                6 => {
-                    let from = *rng.pick(&["w", "wu", "l", "lu"]);
-                    if t == "d" && from.starts_with('w') {
-                        // Exact: the assembler takes no rounding mode.
-                        format!("fcvt.d.{from} f{fd}, x{xs}")
-                    } else {
-                        format!("fcvt.{t}.{from} f{fd}, x{xs}, {rm}")
-                    }
-                }
-                7 => {
-                    if t == "s" {
-                        format!("fcvt.s.d f{fd}, f{f1}, {rm}")
-                    } else {
-                        format!("fcvt.d.s f{fd}, f{f1}")
-                    }
-                }
-                8 => format!(
-                    "{}.{t} x{xd}, f{f1}, f{f2}",
-                    rng.pick(&["feq", "flt", "fle"])
-                ),
-                9 => format!("fclass.{t} x{xd}, f{f1}"),
-                10 => {
-                    if t == "s" {
-                        format!("fmv.x.w x{xd}, f{f1}\n    fmv.w.x f{fd}, x{xs}")
-                    } else {
-                        format!("fmv.x.d x{xd}, f{f1}\n    fmv.d.x f{fd}, x{xs}")
-                    }
-                }
-                _ => format!(
-                    "fsd f{f1}, {}(x4)\n    flw f{fd}, {}(x4)",
-                    8 * (rng.next() % 8),
-                    4 * (rng.next() % 16)
-                ),
-            };
-            s += &format!("    {line}\n");
-        }
-        s += &format!("    jal x1, dump  # block {b}\n");
-    }
-    s += "    li a0, 0\n    li a7, 93\n    ecall\n";
-    format!("    la x4, scratch\n    li x2, 0\n{s}")
 }
 
-fn fp_program_source(body: &str) -> String {
-    let src = program_source(body);
-    let fstores: String = (0..32)
-        .map(|f| format!("    fsd f{f}, {}(x31)\n", 256 + 8 * f))
+/// A block of random integer, M, A (and, through the assembler, C) instructions.
+fn int_block(rng: &mut Rng) -> String {
+    const PER_BLOCK: usize = 12;
+    let span = SCRATCH as u64 - 7;
+    let mut s = String::new();
+    for i in 0..PER_BLOCK {
+        let rd = rng.pick(REGS);
+        let rs1 = rng.pick(REGS);
+        let rs2 = rng.pick(REGS);
+        let line = match rng.next() % 10 {
+            0..=3 => format!("{} x{rd}, x{rs1}, x{rs2}", rng.pick(RR)),
+            4 => format!(
+                "{} x{rd}, x{rs1}, {}",
+                rng.pick(RI),
+                (rng.next() % 4096) as i64 - 2048
+            ),
+            5 => {
+                let (op, w) = rng.pick(SH);
+                format!("{op} x{rd}, x{rs1}, {}", rng.next() % w)
+            }
+            6 => format!("{} x{rd}, {}(x4)", rng.pick(LD), rng.next() % span),
+            7 => format!("{} x{rs2}, {}(x4)", rng.pick(ST), rng.next() % span),
+            8 => {
+                let w = if rng.next().is_multiple_of(2) {
+                    "w"
+                } else {
+                    "d"
+                };
+                let off = (rng.next() % (SCRATCH as u64 / 8)) * 8;
+                format!(
+                    "addi x3, x4, {off}\n    {}.{w} x{rd}, x{rs2}, (x3)",
+                    rng.pick(AMO)
+                )
+            }
+            _ => {
+                let br = *rng.pick(&["beq", "bne", "blt", "bge", "bltu", "bgeu"]);
+                format!("{br} x{rs1}, x{rs2}, 1f\n    xori x{rd}, x{rd}, {}\n1:", i)
+            }
+        };
+        s += &format!("    {line}\n");
+    }
+    s
+}
+
+/// A block of random F/D instructions, under a random rounding mode, from clear flags.
+fn fp_block(rng: &mut Rng) -> String {
+    const PER_BLOCK: usize = 10;
+    let xr = FP_XREGS;
+    let mut s = format!("    fsrmi {}\n    fsflags zero\n", rng.next() % 5);
+    for _ in 0..PER_BLOCK {
+        let (fd, f1, f2, f3) = (
+            rng.next() % 32,
+            rng.next() % 32,
+            rng.next() % 32,
+            rng.next() % 32,
+        );
+        let xd = rng.pick(&xr);
+        let xs = rng.pick(&xr);
+        let t = if rng.next().is_multiple_of(2) {
+            "s"
+        } else {
+            "d"
+        };
+        let rm = rng.pick(RM);
+        let line = match rng.next() % 12 {
+            0 | 1 => format!(
+                "{}.{t} f{fd}, f{f1}, f{f2}, {rm}",
+                rng.pick(&["fadd", "fsub", "fmul", "fdiv"])
+            ),
+            2 => format!("fsqrt.{t} f{fd}, f{f1}, {rm}"),
+            3 => format!(
+                "{}.{t} f{fd}, f{f1}, f{f2}",
+                rng.pick(&["fmin", "fmax", "fsgnj", "fsgnjn", "fsgnjx"])
+            ),
+            4 => format!(
+                "{}.{t} f{fd}, f{f1}, f{f2}, f{f3}, {rm}",
+                rng.pick(&["fmadd", "fmsub", "fnmsub", "fnmadd"])
+            ),
+            5 => format!(
+                "fcvt.{}.{t} x{xd}, f{f1}, {rm}",
+                rng.pick(&["w", "wu", "l", "lu"])
+            ),
+            6 => {
+                let from = *rng.pick(&["w", "wu", "l", "lu"]);
+                if t == "d" && from.starts_with('w') {
+                    // Exact: the assembler takes no rounding mode.
+                    format!("fcvt.d.{from} f{fd}, x{xs}")
+                } else {
+                    format!("fcvt.{t}.{from} f{fd}, x{xs}, {rm}")
+                }
+            }
+            7 => {
+                if t == "s" {
+                    format!("fcvt.s.d f{fd}, f{f1}, {rm}")
+                } else {
+                    format!("fcvt.d.s f{fd}, f{f1}")
+                }
+            }
+            8 => format!(
+                "{}.{t} x{xd}, f{f1}, f{f2}",
+                rng.pick(&["feq", "flt", "fle"])
+            ),
+            9 => format!("fclass.{t} x{xd}, f{f1}"),
+            10 => {
+                if t == "s" {
+                    format!("fmv.x.w x{xd}, f{f1}\n    fmv.w.x f{fd}, x{xs}")
+                } else {
+                    format!("fmv.x.d x{xd}, f{f1}\n    fmv.d.x f{fd}, x{xs}")
+                }
+            }
+            _ => format!(
+                "fsd f{f1}, {}(x4)\n    flw f{fd}, {}(x4)",
+                8 * (rng.next() % (SCRATCH as u64 / 8)),
+                4 * (rng.next() % (SCRATCH as u64 / 4))
+            ),
+        };
+        s += &format!("    {line}\n");
+    }
+    s
+}
+
+/// Blocks per program.
+const BLOCKS: usize = 5;
+
+/// Program `n` of a run: integer, FP, or blocks of both.
+fn program(seed: u64, n: usize) -> Program {
+    let kind = match n % 4 {
+        0 | 1 => "integer",
+        2 => "fp",
+        _ => "mixed",
+    };
+    let (mut p, mut rng) = Program::new(program_seed(seed, n as u64), kind);
+    match kind {
+        "integer" => int_registers(&mut p, &mut rng),
+        "fp" => fp_registers(&mut p, &mut rng),
+        _ => {
+            int_registers(&mut p, &mut rng);
+            fp_registers(&mut p, &mut rng);
+        }
+    }
+    for _ in 0..BLOCKS {
+        let fp = match kind {
+            "integer" => false,
+            "fp" => true,
+            _ => rng.next().is_multiple_of(2),
+        };
+        let block = if fp {
+            fp_block(&mut rng)
+        } else {
+            int_block(&mut rng)
+        };
+        p.blocks.push(block);
+    }
+    p
+}
+
+/// A program of `(index, program)`s run one after the other, then exit(0).
+fn batch_source<'a>(programs: impl IntoIterator<Item = (usize, &'a Program)>) -> String {
+    let mut s = String::from(
+        "    .data\n    .balign 16\nregs: .zero 512\n    .text\n    .globl _start\n_start:\n",
+    );
+    for (i, p) in programs {
+        s += &p.source(i);
+    }
+    s += "    li a0, 0\n    li a7, 93\n    ecall\ndump:\n    la x31, regs\n";
+    for r in 2..31 {
+        s += &format!("    sd x{r}, {}(x31)\n", 8 * r);
+    }
+    for f in 0..32 {
+        s += &format!("    fsd f{f}, {}(x31)\n", 256 + 8 * f);
+    }
+    s += r#"    frflags a0
+    sd a0, 248(x31)
+    li a0, 1
+    mv a1, x31
+    li a2, 512
+    li a7, 64
+    ecall
+    ld a0, 80(x31)
+    ld a1, 88(x31)
+    ld a2, 96(x31)
+    ld a7, 136(x31)
+    ret
+"#;
+    s
+}
+
+/// The program holding `pc` in `elf`, from the `prog_<n>` symbols.
+fn program_at(elf: &[u8], pc: u64) -> Option<usize> {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isa-fault-{}.elf", std::process::id()));
+    std::fs::write(&path, elf).ok()?;
+    let out = std::process::Command::new("riscv64-linux-gnu-nm")
+        .arg(&path)
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+            let n = it.nth(1)?.strip_prefix("prog_")?.parse().ok()?;
+            Some((addr, n))
+        })
+        .filter(|&(addr, _)| addr <= pc)
+        .max()
+        .map(|(_, n)| n)
+}
+
+/// Runs programs `first..first + programs.len()` as one ELF in qemu and in the
+/// harness and compares every dump; panics naming the first program that differs.
+fn check_batch(seed: u64, first: usize, programs: &[Program]) {
+    let src = batch_source(programs.iter().enumerate().map(|(i, p)| (first + i, p)));
+    if std::env::var("SPIN_ISA_DUMP").is_ok() {
+        std::fs::write(format!("/tmp/isa-batch-{first}.S"), &src).unwrap();
+    }
+    let elf = compile("isa-batch", &src, "S", &["-nostdlib", "-no-pie"]);
+    // Which program and block each record comes from.
+    let records: Vec<(usize, usize)> = programs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| (0..p.blocks.len()).map(move |b| (i, b)))
         .collect();
-    src.replace("regs: .zero 256", "regs: .zero 512")
-        .replace("    frflags a0\n", &format!("{fstores}    frflags a0\n"))
-        .replace("    li a2, 256\n", "    li a2, 512\n")
+    let (qcode, qout) = qemu(&elf, &[]);
+    assert_eq!(qcode, 0, "qemu failed on programs {first}..");
+    assert_eq!(qout.len(), records.len() * RECORD, "qemu output length");
+
+    let fail = |i: usize, what: String| -> ! {
+        let p = &programs[i];
+        let repro = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("isa-program-{}.S", first + i));
+        std::fs::write(&repro, batch_source([(first + i, p)])).unwrap();
+        panic!(
+            "seed {seed:#x}: {} program {} (seed {:#x}) {what}\n\
+             standalone source: {}\n",
+            p.kind,
+            first + i,
+            p.seed,
+            repro.display()
+        );
+    };
+    let ours = match run_elf(&elf, &["random"], 100_000_000) {
+        Ok(o) => o,
+        Err(e) => {
+            let pc = match e {
+                UserError::Fault { pc, .. } => pc,
+                _ => panic!("seed {seed:#x}: programs {first}..: {e}"),
+            };
+            match program_at(&elf, pc) {
+                Some(n) if n >= first && n < first + programs.len() => {
+                    fail(n - first, e.to_string())
+                }
+                _ => panic!("seed {seed:#x}: programs {first}..: {e}"),
+            }
+        }
+    };
+    assert_eq!(ours.exit_code, 0);
+    let words = |c: &[u8]| -> Vec<u64> {
+        c.chunks(8)
+            .map(|x| u64::from_le_bytes(x.try_into().unwrap()))
+            .collect()
+    };
+    for (r, &(i, blk)) in records.iter().enumerate() {
+        let (a, b) = (
+            ours.stdout.get(r * RECORD..(r + 1) * RECORD),
+            &qout[r * RECORD..(r + 1) * RECORD],
+        );
+        let Some(a) = a else {
+            fail(i, format!("block {blk}: our output ends early"));
+        };
+        if a == b {
+            continue;
+        }
+        let (ra, rb) = (words(a), words(b));
+        let diff: Vec<String> = (0..64)
+            .filter(|&i| ra[i] != rb[i])
+            .map(|i| {
+                let name = match i {
+                    0..31 => format!("x{i}"),
+                    31 => "fflags".into(),
+                    _ => format!("f{}", i - 32),
+                };
+                format!("{name}: ours {:#x} qemu {:#x}", ra[i], rb[i])
+            })
+            .collect();
+        fail(
+            i,
+            format!(
+                "block {blk} differs: {diff:?}\nblock {blk}:\n{}",
+                programs[i].blocks[blk]
+            ),
+        );
+    }
+    assert_eq!(ours.stdout.len(), qout.len(), "output length");
 }
 
 #[test]
-fn random_fp_sequences_match_qemu() {
+fn random_sequences_match_qemu() {
     let seed = std::env::var("SPIN_ISA_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0xf10a_7000_0000_0001u64);
+        .unwrap_or(0x5eed_1234_abcd_0001u64);
     let sweep: usize = std::env::var("SPIN_ISA_SWEEP")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let mut rng = Rng(seed | 1);
-    for p in 0..6 * sweep {
-        let body = random_fp_program(&mut rng, 40, 10);
-        let elf = compile(
-            "randomfp",
-            &fp_program_source(&body),
-            "S",
-            &["-nostdlib", "-no-pie"],
-        );
-        let (qcode, qout) = qemu(&elf, &[]);
-        let ours =
-            run_elf(&elf, &["random"], 10_000_000).unwrap_or_else(|e| panic!("program {p}: {e}"));
-        assert_eq!((qcode, ours.exit_code), (0, 0));
-        assert_eq!(ours.stdout.len(), qout.len(), "program {p}: output length");
-        for (blk, (a, b)) in ours.stdout.chunks(512).zip(qout.chunks(512)).enumerate() {
-            if a != b {
-                let w = |c: &[u8]| -> Vec<u64> {
-                    c.chunks(8)
-                        .map(|x| u64::from_le_bytes(x.try_into().unwrap()))
-                        .collect()
-                };
-                let (ra, rb) = (w(a), w(b));
-                let diff: Vec<String> = (0..64)
-                    .filter(|&i| ra[i] != rb[i])
-                    .map(|i| {
-                        let name = if i < 31 {
-                            format!("x{i}")
-                        } else if i == 31 {
-                            "fflags".into()
-                        } else {
-                            format!("f{}", i - 32)
-                        };
-                        format!("{name}: ours {:#x} qemu {:#x}", ra[i], rb[i])
-                    })
-                    .collect();
-                let block = body.split("jal x1, dump").nth(blk).unwrap_or("");
-                panic!("seed {seed:#x} program {p} block {blk} differs: {diff:?}\n{block}");
+    let total = PROGRAMS * sweep;
+    let program = |n: usize| program(seed, n);
+    // Two workers: assembling and qemu dominate, and both are single-threaded.
+    // A failing batch panics in its worker; the first failure is re-raised here.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let first = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                        if first >= total {
+                            break;
+                        }
+                        let programs: Vec<Program> =
+                            (first..(first + BATCH).min(total)).map(program).collect();
+                        if let Err(e) =
+                            std::panic::catch_unwind(|| check_batch(seed, first, &programs))
+                        {
+                            next.store(total, std::sync::atomic::Ordering::Relaxed);
+                            std::panic::resume_unwind(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            if let Err(e) = w.join() {
+                std::panic::resume_unwind(e);
             }
         }
-    }
+    });
 }
