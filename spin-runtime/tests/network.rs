@@ -62,7 +62,10 @@ fn guest_reaches_a_server_on_the_host_loopback_when_allowed() {
     assert!(text.contains("default via 10.0.2.2"), "{text}");
     assert!(text.contains("nameserver 10.0.2.3"), "{text}");
     // Resolved by the host through the DNS forwarder.
-    assert!(text.contains("Name:\tlocalhost\nAddress: 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("Name:\tlocalhost\nAddress: 127.0.0.1"),
+        "{text}"
+    );
     assert!(text.ends_with("hello from the host\n"), "{text}");
     assert_eq!(*hits.lock().unwrap(), 1);
 }
