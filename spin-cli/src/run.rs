@@ -217,6 +217,17 @@ pub fn run(store: &Path, a: RunArgs) -> Result<i32> {
         for p in &a.publish {
             net = net.forward(parse_publish(p)?);
         }
+        // A host port of 0 lets the system pick one: say which.
+        net = net.on_bound(|forwards| {
+            for f in forwards.iter().filter(|f| f.forward.host.port() == 0) {
+                eprintln!(
+                    "{}/{} -> {}",
+                    f.forward.guest_port,
+                    f.forward.proto.name(),
+                    f.host
+                );
+            }
+        });
         container = container.network(net);
     }
     if let Some(mib) = a.memory {

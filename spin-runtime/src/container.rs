@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use spin_init::host::ControlSession;
 use spin_init::{MountSpec, NetworkSpec, Report, RunSpec};
-use spin_net::{Forward, NetConfig, Network, Policy};
+use spin_net::{BoundForward, Forward, NetConfig, Network, Policy};
 use spin_p9::P9Server;
 use spin_registry::ContainerConfig;
 use wasmtime::{Linker, Store, StoreLimitsBuilder, UpdateDeadline};
@@ -65,9 +65,21 @@ impl StopHandle {
 /// The guest gets `eth0` with the configured address (10.0.2.15/24 by default),
 /// a default route through the gateway (10.0.2.2) and `/etc/resolv.conf`
 /// naming the DNS forwarder (10.0.2.3).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Networking {
     config: NetConfig,
+    on_bound: Option<Arc<BoundCallback>>,
+}
+
+/// Told where the forwards are bound on the host.
+type BoundCallback = dyn Fn(&[BoundForward]) + Send + Sync;
+
+impl std::fmt::Debug for Networking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Networking")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Networking {
@@ -78,7 +90,18 @@ impl Networking {
 
     /// A network from a full configuration (addresses, MTU, limits, ...).
     pub fn from_config(config: NetConfig) -> Networking {
-        Networking { config }
+        Networking {
+            config,
+            on_bound: None,
+        }
+    }
+
+    /// Calls `callback` with the forwards as bound on the host (the real port
+    /// when a forward asked for port 0), once they are listening and before
+    /// the guest boots.
+    pub fn on_bound(mut self, callback: impl Fn(&[BoundForward]) + Send + Sync + 'static) -> Self {
+        self.on_bound = Some(Arc::new(callback));
+        self
     }
 
     /// Adds a port forward from the host (127.0.0.1 unless the forward says otherwise).
@@ -116,7 +139,7 @@ pub struct Container<'r> {
     stdout: Box<dyn Write + Send>,
     stderr: Box<dyn Write + Send>,
     signals: Arc<Signals>,
-    network: Option<NetConfig>,
+    network: Option<Networking>,
     mounts: Vec<(PathBuf, String, bool)>,
 }
 
@@ -237,7 +260,7 @@ impl<'r> Container<'r> {
 
     /// Gives the container a network (by default it has none, only `lo`).
     pub fn network(mut self, networking: Networking) -> Self {
-        self.network = Some(networking.config);
+        self.network = Some(networking);
         self
     }
 
@@ -251,7 +274,7 @@ impl<'r> Container<'r> {
         let (image, defaults) = self.runtime.resolve(&self.image)?;
         self.apply(defaults.as_ref())?;
         let shares = self.shares()?;
-        if let Some(net) = &self.network {
+        if let Some(net) = self.network.as_ref().map(|n| &n.config) {
             self.spec.network = Some(NetworkSpec {
                 address: net.guest_ip.to_string(),
                 prefix_len: net.subnet.prefix(),
@@ -318,9 +341,12 @@ impl<'r> Container<'r> {
         }
         // Started before the guest so that a host port in use fails the run early.
         let net = match self.network {
-            Some(config) => {
+            Some(Networking { config, on_bound }) => {
                 let mac = config.guest_mac;
                 let (handle, endpoint) = Network::start(config)?;
+                if let Some(callback) = on_bound {
+                    callback(handle.forwards());
+                }
                 let signals = self.signals.clone();
                 endpoint.set_notifier(move || signals.wake());
                 wasi.args(&[

@@ -88,7 +88,7 @@ use std::path::{Path, PathBuf};
 
 pub use container::{Container, ExitStatus, Networking, StopHandle};
 pub use engine::module_cache_dir;
-pub use spin_net::{Forward, NetConfig, Policy};
+pub use spin_net::{BoundForward, Forward, NetConfig, Policy};
 pub use spin_registry::Registry;
 
 use spin_registry::{ContainerConfig, Reference};

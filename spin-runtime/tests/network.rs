@@ -105,19 +105,15 @@ fn without_networking_the_guest_has_only_loopback() {
     assert_eq!(out.text(), "lo\n");
 }
 
-/// A free port on the host's loopback (free when this returns; tests race
-/// only with themselves for it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_forward_reaches_httpd_in_the_guest() {
-    let port = free_port();
+    // Port 0: the host picks a free port, and the network says which.
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let networking = Networking::new()
+        .forward(Forward::tcp(0, 8080))
+        .on_bound(move |forwards| {
+            let _ = bound_tx.send(forwards.to_vec());
+        });
     let rt = runtime();
     let container = rt
         .container(busybox())
@@ -127,11 +123,17 @@ fn a_forward_reaches_httpd_in_the_guest() {
             "mkdir /www && echo 'hello from the guest' > /www/index.html && \
              exec httpd -f -p 8080 -h /www",
         ])
-        .network(Networking::new().forward(Forward::tcp(port, 8080)))
+        .network(networking)
         .stdout(Capture::default())
         .timeout(Duration::from_secs(300));
     let stop = container.stop_handle();
     let client = std::thread::spawn(move || {
+        let forwards = bound_rx.recv().expect("the forwards are reported");
+        assert_eq!(forwards.len(), 1);
+        assert_eq!(forwards[0].forward.guest_port, 8080);
+        let addr = forwards[0].host;
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+        let port = addr.port();
         // The listener is bound before boot; connections before httpd listens
         // are reset, so retry until the guest answers.
         let deadline = Instant::now() + Duration::from_secs(120);
