@@ -28,10 +28,8 @@ fn text(bytes: &[u8]) -> String {
 /// image does; otherwise it prints its arguments, `$GREETING` and its working
 /// directory, and exits with the number of arguments.
 fn hello_layer(work: &Path) -> Vec<u8> {
-    need("riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu");
-    let src = work.join("hello.c");
-    std::fs::write(
-        &src,
+    let elf = riscv64_program(
+        work,
         r#"#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -46,17 +44,7 @@ int main(int argc, char **argv) {
     return argc - 1;
 }
 "#,
-    )
-    .unwrap();
-    let out = work.join("hello");
-    let st = Command::new("riscv64-linux-gnu-gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(st.success(), "riscv64-linux-gnu-gcc failed");
-    let elf = std::fs::read(&out).unwrap();
+    );
     tar(&[
         E::Dir("etc/", 0o755),
         E::File(

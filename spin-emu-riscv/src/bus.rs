@@ -87,8 +87,9 @@ impl Ram {
     /// The page-aligned bytes from `off` to the end of its page (`off` < size).
     #[inline(always)]
     pub(crate) fn page_from(&self, off: usize) -> &[u8] {
-        let end = (off | 0xfff) + 1;
-        &self.blocks[off >> BLOCK_SHIFT][off & BLOCK_MASK..((end - 1) & BLOCK_MASK) + 1]
+        // Blocks hold whole pages, so the page ends inside the block.
+        let o = off & BLOCK_MASK;
+        &self.blocks[off >> BLOCK_SHIFT][o..(o | 0xfff) + 1]
     }
 
     /// `N` bytes at `off`, which do not cross a page.

@@ -313,15 +313,11 @@ pub fn busybox_amd64_layer() -> (Vec<u8>, Vec<u8>) {
     (bb, layer)
 }
 
-/// A static riscv64 ELF built with riscv64-linux-gnu-gcc, as an image layer.
-pub fn riscv64_layer(work: &Path) -> (Vec<u8>, Vec<u8>) {
+/// Compiles the C program `source` into a static riscv64 ELF (in `work`).
+pub fn riscv64_program(work: &Path, source: &str) -> Vec<u8> {
     need("riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu");
     let src = work.join("hello.c");
-    std::fs::write(
-        &src,
-        "#include <stdio.h>\nint main(void){puts(\"hello from riscv64\");return 0;}\n",
-    )
-    .unwrap();
+    std::fs::write(&src, source).unwrap();
     let out = work.join("hello");
     let st = Command::new("riscv64-linux-gnu-gcc")
         .arg("-static")
@@ -335,6 +331,15 @@ pub fn riscv64_layer(work: &Path) -> (Vec<u8>, Vec<u8>) {
     let elf = std::fs::read(&out).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF");
     assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 243, "EM_RISCV");
+    elf
+}
+
+/// A static riscv64 ELF built with riscv64-linux-gnu-gcc, as an image layer.
+pub fn riscv64_layer(work: &Path) -> (Vec<u8>, Vec<u8>) {
+    let elf = riscv64_program(
+        work,
+        "#include <stdio.h>\nint main(void){puts(\"hello from riscv64\");return 0;}\n",
+    );
     let layer = tar(&[
         E::Dir("bin/", 0o755),
         E::File("bin/hello", 0o755, &elf),
