@@ -153,6 +153,37 @@ fn self_modifying_code() {
 }
 
 #[test]
+fn blocks_run_across_page_boundaries() {
+    // Straight-line code longer than a page runs off the end of one decoded
+    // page into the next (4-byte and compressed), and loops jump back across
+    // the boundary and within a page.
+    let adds4 = "    addi a0, a0, 1\n".repeat(1500);
+    let adds2 = "    c.addi a1, 1\n".repeat(3000);
+    let r = run_snippet(&format!(
+        r#"
+    li a0, 0
+    li a1, 0
+    li s0, 0
+    li s1, 3
+1:
+    .option push
+    .option norvc
+{adds4}
+    .option pop
+{adds2}
+    li a2, 0
+2:  addi a2, a2, 1
+    blt a2, s1, 2b
+    addi s0, s0, 1
+    blt s0, s1, 1b
+    "#
+    ));
+    assert_eq!(r[10], 4500);
+    assert_eq!(r[11], 9000);
+    assert_eq!(r[12], 3);
+}
+
+#[test]
 fn illegal_instruction_is_reported() {
     let elf = asm(".word 0xffffffff");
     match run_elf(&elf, &["x"], 1000) {

@@ -25,6 +25,10 @@ pub(crate) fn engine() -> Result<&'static Engine, Error> {
     let engine = ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        if std::env::var_os("SPIN_PERF_MAP").is_some() {
+            // Names JIT code for `perf report` (/tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| e.to_string())?;
         let ticker = engine.weak();
         std::thread::Builder::new()

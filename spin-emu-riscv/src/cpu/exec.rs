@@ -12,15 +12,21 @@ fn sx32(v: u64) -> u64 {
     v as i32 as i64 as u64
 }
 
-/// The M extension's multiplications and divisions.
+/// The upper halves of the M extension's 128-bit products (calls in wasm).
+fn mul_high(op: Op, a: u64, b: u64) -> u64 {
+    match op {
+        Op::Mulh => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
+        Op::Mulhsu => ((a as i64 as i128).wrapping_mul(b as i128) >> 64) as u64,
+        _ => ((a as u128 * b as u128) >> 64) as u64,
+    }
+}
+
+/// The M extension's other multiplications and divisions.
 #[inline(always)]
 fn muldiv(op: Op, a: u64, b: u64) -> u64 {
     use Op::*;
     match op {
         Mul => a.wrapping_mul(b),
-        Mulh => ((a as i64 as i128 * b as i64 as i128) >> 64) as u64,
-        Mulhsu => ((a as i64 as i128).wrapping_mul(b as i128) >> 64) as u64,
-        Mulhu => ((a as u128 * b as u128) >> 64) as u64,
         Div => {
             if b == 0 {
                 u64::MAX
@@ -73,6 +79,26 @@ fn muldiv(op: Op, a: u64, b: u64) -> u64 {
             }
         }
     }
+}
+
+/// Why [`Cpu::run_inline`] stopped.
+enum Stop {
+    /// The instruction at slot `si` (at `pc`) needs [`Cpu::execute_general`].
+    Slow { si: usize, pc: u64 },
+    /// Control goes to a block the inline loop does not enter: on another
+    /// page, not decoded yet, or after the end of the slice.
+    Jump(u64),
+}
+
+/// Where the run loop goes on after [`Cpu::execute_general`].
+enum Flow {
+    /// The next instruction of the block.
+    Next,
+    /// A new block at this pc.
+    Jump(u64),
+    /// This pc, leaving the block because its instruction changed decoded
+    /// code or fetching (the rest of the block is uncounted).
+    Leave(u64),
 }
 
 impl Cpu {
@@ -198,13 +224,13 @@ impl Cpu {
     /// emulator, or WFI.
     ///
     /// At the entry of a block the instructions up to its end are counted at
-    /// once (`Insn::n`), then executed without further checks: only control
-    /// transfers, the sentinels past the page end and operations that may
-    /// change fetching (which all end blocks) go back to the block entry. A
-    /// trap or a store into decoded code inside a block uncounts the rest of
-    /// the block.
+    /// once (`code_n`), then executed without further checks. Most
+    /// instructions run in [`Cpu::run_inline`], which makes no calls (so that
+    /// the compiler keeps its state in registers, which matters in wasm,
+    /// where calls clobber every register); the others come back here and go
+    /// through [`Cpu::execute_general`]. A trap or a store into decoded code
+    /// inside a block uncounts the rest of the block.
     pub(super) fn run_blocks(&mut self) -> Exit {
-        use Op::*;
         let mut pc = self.pc;
         'outer: loop {
             if self.instret >= self.slice_end {
@@ -223,165 +249,263 @@ impl Cpu {
                 }
             };
             self.instret += self.code_n[si] as u64;
-            let exc: Exception = 'block: loop {
-                // One instruction; the loop runs two per iteration, so that each
-                // has its own dispatch (better predicted).
-                macro_rules! step {
-                    () => {{
-                        // SAFETY: `si` starts at a slot of the fetch page (or at the
-                        // scratch slot) and moves forward by 1 or 2 slots after each
-                        // instruction that does not end the block, so at most to one
-                        // of the two `PageEnd` sentinels after the page's (or the
-                        // scratch slot's) 2048 slots, which end the block. `code`
-                        // never shrinks.
-                        let insn = unsafe { *self.code.get_unchecked(si) };
-                        let next = pc.wrapping_add(insn.len());
-                        let rd = insn.rd as usize;
-                        let imm = insn.imm as i64 as u64;
-                        macro_rules! a {
-                            () => {
-                                self.x[(insn.rs1 & 31) as usize]
-                            };
+            let mut here = pc;
+            loop {
+                let base = here.wrapping_sub((si as u64) << 1);
+                (si, here) = match self.run_inline(si, base) {
+                    Stop::Jump(target) => {
+                        pc = target;
+                        continue 'outer;
+                    }
+                    Stop::Slow { si, pc } => (si, pc),
+                };
+                self.pc = here;
+                let flow = match self.execute_general(si, here) {
+                    Ok(flow) => flow,
+                    Err(e) => {
+                        self.instret -= self.code_n[si] as u64 - 1;
+                        self.pc = here;
+                        if let Some(exit) = self.trap(e.cause, e.tval) {
+                            return exit;
                         }
-                        macro_rules! b {
-                            () => {
-                                self.x[(insn.rs2 & 31) as usize]
-                            };
-                        }
-                        macro_rules! ld {
-                            ($n:literal) => {
-                                match self.load::<$n>(a!().wrapping_add(imm)) {
-                                    Ok(v) => v,
-                                    Err(e) => break 'block e,
-                                }
-                            };
-                        }
-                        macro_rules! st {
-                            ($n:literal) => {{
-                                let va = a!().wrapping_add(imm);
-                                let v = b!();
-                                if !self.store_fast::<$n>(va, v) {
-                                    if let Err(e) = self.store_slow(va, $n, v) {
-                                        break 'block e;
-                                    }
-                                    if self.fetch_vpn == super::NO_PAGE {
-                                        // The store hit decoded code: leave the block.
-                                        self.instret -= self.code_n[si] as u64 - 1;
-                                        pc = next;
-                                        continue 'outer;
-                                    }
-                                }
-                            }};
-                        }
-                        match insn.op {
-                            Addi => self.x[rd] = a!().wrapping_add(imm),
-                            Add => self.x[rd] = a!().wrapping_add(b!()),
-                            Lui => self.x[rd] = imm,
-                            Auipc => self.x[rd] = pc.wrapping_add(imm),
-                            Jal => {
-                                self.x[rd] = next;
-                                pc = pc.wrapping_add(imm);
-                                continue 'outer;
-                            }
-                            Jalr => {
-                                let t = a!().wrapping_add(imm) & !1;
-                                self.x[rd] = next;
-                                pc = t;
-                                continue 'outer;
-                            }
-                            Beq | Bne | Blt | Bge | Bltu | Bgeu => {
-                                let (a, b) = (a!(), b!());
-                                let taken = match insn.op {
-                                    Beq => a == b,
-                                    Bne => a != b,
-                                    Blt => (a as i64) < (b as i64),
-                                    Bge => (a as i64) >= (b as i64),
-                                    Bltu => a < b,
-                                    _ => a >= b,
-                                };
-                                pc = if taken { pc.wrapping_add(imm) } else { next };
-                                continue 'outer;
-                            }
-                            Lb => self.x[rd] = ld!(1) as i8 as i64 as u64,
-                            Lh => self.x[rd] = ld!(2) as i16 as i64 as u64,
-                            Lw => self.x[rd] = sx32(ld!(4)),
-                            Ld => self.x[rd] = ld!(8),
-                            Lbu => self.x[rd] = ld!(1),
-                            Lhu => self.x[rd] = ld!(2),
-                            Lwu => self.x[rd] = ld!(4),
-                            Sb => st!(1),
-                            Sh => st!(2),
-                            Sw => st!(4),
-                            Sd => st!(8),
-                            Slti => self.x[rd] = ((a!() as i64) < (imm as i64)) as u64,
-                            Sltiu => self.x[rd] = (a!() < imm) as u64,
-                            Xori => self.x[rd] = a!() ^ imm,
-                            Ori => self.x[rd] = a!() | imm,
-                            Andi => self.x[rd] = a!() & imm,
-                            Slli => self.x[rd] = a!() << (imm & 63),
-                            Srli => self.x[rd] = a!() >> (imm & 63),
-                            Srai => self.x[rd] = ((a!() as i64) >> (imm & 63)) as u64,
-                            Sub => self.x[rd] = a!().wrapping_sub(b!()),
-                            Sll => self.x[rd] = a!() << (b!() & 63),
-                            Slt => self.x[rd] = ((a!() as i64) < (b!() as i64)) as u64,
-                            Sltu => self.x[rd] = (a!() < b!()) as u64,
-                            Xor => self.x[rd] = a!() ^ b!(),
-                            Srl => self.x[rd] = a!() >> (b!() & 63),
-                            Sra => self.x[rd] = ((a!() as i64) >> (b!() & 63)) as u64,
-                            Or => self.x[rd] = a!() | b!(),
-                            And => self.x[rd] = a!() & b!(),
-                            Addiw => self.x[rd] = sx32(a!().wrapping_add(imm)),
-                            Slliw => self.x[rd] = sx32(((a!() as u32) << (imm & 31)) as u64),
-                            Srliw => self.x[rd] = sx32(((a!() as u32) >> (imm & 31)) as u64),
-                            Sraiw => self.x[rd] = ((a!() as i32) >> (imm & 31)) as i64 as u64,
-                            Addw => self.x[rd] = sx32(a!().wrapping_add(b!())),
-                            Subw => self.x[rd] = sx32(a!().wrapping_sub(b!())),
-                            Sllw => self.x[rd] = sx32(((a!() as u32) << (b!() & 31)) as u64),
-                            Srlw => self.x[rd] = sx32(((a!() as u32) >> (b!() & 31)) as u64),
-                            Sraw => self.x[rd] = ((a!() as i32) >> (b!() & 31)) as i64 as u64,
-                            Fence => {}
-                            Mul | Mulh | Mulhsu | Mulhu | Div | Divu | Rem | Remu | Mulw | Divw
-                            | Divuw | Remw | Remuw => self.x[rd] = muldiv(insn.op, a!(), b!()),
-                            PageEnd | Undecoded => continue 'outer,
-                            op if op as u8 >= Flw as u8 => {
-                                self.pc = pc;
-                                if let Err(e) = self.execute_fp_at(si) {
-                                    break 'block e;
-                                }
-                                if self.fetch_vpn == super::NO_PAGE {
-                                    self.instret -= self.code_n[si] as u64 - 1;
-                                    pc = next;
-                                    continue 'outer;
-                                }
-                            }
-                            _ => {
-                                // Ends the block.
-                                self.pc = pc;
-                                match self.execute_system_at(si, pc) {
-                                    Ok(n) => {
-                                        pc = n;
-                                        continue 'outer;
-                                    }
-                                    Err(e) => break 'block e,
-                                }
-                            }
-                        }
-                        pc = next;
-                        si += insn.len() as usize >> 1;
-                    }};
+                        pc = self.pc;
+                        continue 'outer;
+                    }
+                };
+                match flow {
+                    Flow::Next => {
+                        let len = self.code[si].len();
+                        si += len as usize >> 1;
+                        here = here.wrapping_add(len);
+                    }
+                    Flow::Jump(target) => {
+                        pc = target;
+                        continue 'outer;
+                    }
+                    Flow::Leave(target) => {
+                        self.instret -= self.code_n[si] as u64 - 1;
+                        pc = target;
+                        continue 'outer;
+                    }
                 }
-                step!();
-                step!();
-            };
-            self.instret -= self.code_n[si] as u64 - 1;
-            self.pc = pc;
-            if let Some(exit) = self.trap(exc.cause, exc.tval) {
-                return exit;
             }
-            pc = self.pc;
         }
         self.pc = pc;
         if self.wfi { Exit::Wfi } else { Exit::Budget }
+    }
+
+    /// Executes the block at slot `si` (already counted), whose slots are
+    /// `base + 2 * slot` in the guest's address space, and the blocks of the
+    /// same page it branches to while the slice lasts, until an instruction
+    /// needs [`Cpu::execute_general`] or control leaves the page.
+    ///
+    /// Makes no calls: everything that may need one (slow memory accesses,
+    /// i128 arithmetic, FP, system operations, the end of the page) stops.
+    #[inline(never)]
+    fn run_inline(&mut self, mut si: usize, mut base: u64) -> Stop {
+        use Op::*;
+        loop {
+            // One instruction; the loop runs two per iteration, so that each
+            // has its own dispatch (better predicted).
+            macro_rules! step {
+                () => {{
+                    // SAFETY: `si` starts at a slot of the fetch page (or at the
+                    // scratch slot) and moves forward by 1 or 2 slots after each
+                    // instruction that does not end the block, so at most to one
+                    // of the two `PageEnd` sentinels after the page's (or the
+                    // scratch slot's) 2048 slots, which stop the loop. A branch
+                    // moves it to a slot of the fetch page. `code` never shrinks.
+                    let insn = unsafe { *self.code.get_unchecked(si) };
+                    let rd = insn.rd as usize;
+                    let imm = insn.imm as i64 as u64;
+                    macro_rules! here {
+                        () => {
+                            base.wrapping_add((si as u64) << 1)
+                        };
+                    }
+                    macro_rules! slow {
+                        () => {
+                            return Stop::Slow { si, pc: here!() }
+                        };
+                    }
+                    // Writes the destination register.
+                    macro_rules! w {
+                        ($v:expr) => {{
+                            let v = $v;
+                            // SAFETY: every instruction in `code` comes from
+                            // `decode`, whose `rd` is a register number (< 32)
+                            // or `XZR` (32), all within `x`.
+                            unsafe { *self.x.get_unchecked_mut(rd) = v }
+                        }};
+                    }
+                    macro_rules! a {
+                        () => {
+                            self.x[(insn.rs1 & 31) as usize]
+                        };
+                    }
+                    macro_rules! b {
+                        () => {
+                            self.x[(insn.rs2 & 31) as usize]
+                        };
+                    }
+                    // Continues at `target`: in this loop if it is a decoded
+                    // block of the fetch page and the slice goes on.
+                    macro_rules! jump {
+                        ($target:expr) => {{
+                            let t: u64 = $target;
+                            if t >> 12 != self.fetch_vpn || self.instret >= self.slice_end {
+                                return Stop::Jump(t);
+                            }
+                            let s = self.fetch_base + ((t & 0xfff) >> 1) as usize;
+                            if self.code[s].op == Undecoded {
+                                return Stop::Jump(t);
+                            }
+                            self.instret += self.code_n[s] as u64;
+                            si = s;
+                            base = t.wrapping_sub((s as u64) << 1);
+                            continue;
+                        }};
+                    }
+                    macro_rules! ld {
+                        ($n:literal) => {
+                            match self.load_fast::<$n>(a!().wrapping_add(imm)) {
+                                Some(v) => v,
+                                None => slow!(),
+                            }
+                        };
+                    }
+                    macro_rules! st {
+                        ($n:literal) => {
+                            if !self.store_fast::<$n>(a!().wrapping_add(imm), b!()) {
+                                slow!()
+                            }
+                        };
+                    }
+                    match insn.op {
+                        Addi => w!(a!().wrapping_add(imm)),
+                        Add => w!(a!().wrapping_add(b!())),
+                        Lui => w!(imm),
+                        Auipc => w!(here!().wrapping_add(imm)),
+                        Jal => {
+                            let here = here!();
+                            w!(here.wrapping_add(insn.len()));
+                            jump!(here.wrapping_add(imm));
+                        }
+                        Jalr => {
+                            let t = a!().wrapping_add(imm) & !1;
+                            w!(here!().wrapping_add(insn.len()));
+                            jump!(t);
+                        }
+                        Beq | Bne | Blt | Bge | Bltu | Bgeu => {
+                            let (a, b) = (a!(), b!());
+                            let taken = match insn.op {
+                                Beq => a == b,
+                                Bne => a != b,
+                                Blt => (a as i64) < (b as i64),
+                                Bge => (a as i64) >= (b as i64),
+                                Bltu => a < b,
+                                _ => a >= b,
+                            };
+                            let here = here!();
+                            jump!(here.wrapping_add(if taken { imm } else { insn.len() }));
+                        }
+                        Lb => w!(ld!(1) as i8 as i64 as u64),
+                        Lh => w!(ld!(2) as i16 as i64 as u64),
+                        Lw => w!(sx32(ld!(4))),
+                        Ld => w!(ld!(8)),
+                        Lbu => w!(ld!(1)),
+                        Lhu => w!(ld!(2)),
+                        Lwu => w!(ld!(4)),
+                        Sb => st!(1),
+                        Sh => st!(2),
+                        Sw => st!(4),
+                        Sd => st!(8),
+                        Slti => w!(((a!() as i64) < (imm as i64)) as u64),
+                        Sltiu => w!((a!() < imm) as u64),
+                        Xori => w!(a!() ^ imm),
+                        Ori => w!(a!() | imm),
+                        Andi => w!(a!() & imm),
+                        Slli => w!(a!() << (imm & 63)),
+                        Srli => w!(a!() >> (imm & 63)),
+                        Srai => w!(((a!() as i64) >> (imm & 63)) as u64),
+                        Sub => w!(a!().wrapping_sub(b!())),
+                        Sll => w!(a!() << (b!() & 63)),
+                        Slt => w!(((a!() as i64) < (b!() as i64)) as u64),
+                        Sltu => w!((a!() < b!()) as u64),
+                        Xor => w!(a!() ^ b!()),
+                        Srl => w!(a!() >> (b!() & 63)),
+                        Sra => w!(((a!() as i64) >> (b!() & 63)) as u64),
+                        Or => w!(a!() | b!()),
+                        And => w!(a!() & b!()),
+                        Addiw => w!(sx32(a!().wrapping_add(imm))),
+                        Slliw => w!(sx32(((a!() as u32) << (imm & 31)) as u64)),
+                        Srliw => w!(sx32(((a!() as u32) >> (imm & 31)) as u64)),
+                        Sraiw => w!(((a!() as i32) >> (imm & 31)) as i64 as u64),
+                        Addw => w!(sx32(a!().wrapping_add(b!()))),
+                        Subw => w!(sx32(a!().wrapping_sub(b!()))),
+                        Sllw => w!(sx32(((a!() as u32) << (b!() & 31)) as u64)),
+                        Srlw => w!(sx32(((a!() as u32) >> (b!() & 31)) as u64)),
+                        Sraw => w!(((a!() as i32) >> (b!() & 31)) as i64 as u64),
+                        Fence => {}
+                        Mul => w!(muldiv(Mul, a!(), b!())),
+                        Div => w!(muldiv(Div, a!(), b!())),
+                        Divu => w!(muldiv(Divu, a!(), b!())),
+                        Rem => w!(muldiv(Rem, a!(), b!())),
+                        Remu => w!(muldiv(Remu, a!(), b!())),
+                        Mulw => w!(muldiv(Mulw, a!(), b!())),
+                        Divw => w!(muldiv(Divw, a!(), b!())),
+                        Divuw => w!(muldiv(Divuw, a!(), b!())),
+                        Remw => w!(muldiv(Remw, a!(), b!())),
+                        Remuw => w!(muldiv(Remuw, a!(), b!())),
+                        _ => slow!(),
+                    }
+                    si += insn.len() as usize >> 1;
+                }};
+            }
+            step!();
+            step!();
+        }
+    }
+
+    /// Executes the instruction at slot `si` (at `pc`, also in `self.pc`)
+    /// that [`Cpu::run_inline`] stopped at, and says where to go on.
+    #[inline(never)]
+    fn execute_general(&mut self, si: usize, pc: u64) -> Result<Flow, Exception> {
+        use Op::*;
+        let insn = self.code[si];
+        let next = pc.wrapping_add(insn.len());
+        let (a, b) = (self.x[insn.rs1 as usize & 31], self.x[insn.rs2() as usize]);
+        let va = a.wrapping_add(insn.imm as i64 as u64);
+        let rd = insn.rd as usize;
+        let stored = |cpu: &Cpu| {
+            if cpu.fetch_vpn == super::NO_PAGE {
+                // It wrote decoded code: leave the block.
+                Flow::Leave(next)
+            } else {
+                Flow::Next
+            }
+        };
+        match insn.op {
+            Lb => self.x[rd] = self.load::<1>(va)? as i8 as i64 as u64,
+            Lh => self.x[rd] = self.load::<2>(va)? as i16 as i64 as u64,
+            Lw => self.x[rd] = sx32(self.load::<4>(va)?),
+            Ld => self.x[rd] = self.load::<8>(va)?,
+            Lbu => self.x[rd] = self.load::<1>(va)?,
+            Lhu => self.x[rd] = self.load::<2>(va)?,
+            Lwu => self.x[rd] = self.load::<4>(va)?,
+            Sb => self.store_slow(va, 1, b)?,
+            Sh => self.store_slow(va, 2, b)?,
+            Sw => self.store_slow(va, 4, b)?,
+            Sd => self.store_slow(va, 8, b)?,
+            Mulh | Mulhsu | Mulhu => self.x[rd] = mul_high(insn.op, a, b),
+            PageEnd | Undecoded => return Ok(Flow::Jump(pc)),
+            op if op as u8 >= Flw as u8 => {
+                self.execute_fp(insn)?;
+                return Ok(stored(self));
+            }
+            _ => return self.execute_system(insn, pc).map(Flow::Jump),
+        }
+        Ok(stored(self))
     }
 
     /// The index in `code` of the instruction at `pc`, which starts a
@@ -396,18 +520,6 @@ impl Cpu {
             return self.decode_block(pc, si);
         }
         Ok(si)
-    }
-
-    /// [`Cpu::execute_system`] of `code[si]`.
-    #[inline(never)]
-    fn execute_system_at(&mut self, si: usize, pc: u64) -> Result<u64, Exception> {
-        self.execute_system(self.code[si], pc)
-    }
-
-    /// [`Cpu::execute_fp`] of `code[si]`.
-    #[inline(never)]
-    fn execute_fp_at(&mut self, si: usize) -> Result<(), Exception> {
-        self.execute_fp(self.code[si])
     }
 
     /// Executes an operation that ends its block (at `pc`, also in

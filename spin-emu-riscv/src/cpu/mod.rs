@@ -619,14 +619,24 @@ impl Cpu {
 
     #[inline(always)]
     fn load<const N: usize>(&mut self, va: u64) -> Result<u64, Exception> {
+        match self.load_fast::<N>(va) {
+            Some(v) => Ok(v),
+            None => self.load_slow(va, N as u8),
+        }
+    }
+
+    /// A load through the TLB from RAM within one page; `None` when it needs
+    /// the slow path.
+    #[inline(always)]
+    fn load_fast<const N: usize>(&self, va: u64) -> Option<u64> {
         let e = self.tlb.r[Tlb::index(va)];
         if e.tag == self.tlb.key(va) && (va & 0xfff) as usize <= 4096 - N {
             let off = e.off + (va & 0xfff) as usize;
             let mut b = [0u8; 8];
             b[..N].copy_from_slice(&self.bus.ram.get::<N>(off));
-            return Ok(u64::from_le_bytes(b));
+            return Some(u64::from_le_bytes(b));
         }
-        self.load_slow(va, N as u8)
+        None
     }
 
     #[inline(always)]
