@@ -47,6 +47,13 @@ fn emu() -> Result<()> {
     crate::guest::build_all()?;
     let disk = artifacts_dir().join("images/busybox-riscv64.sqfs");
     let artifacts = Artifacts::locate(Arch::Riscv64)?;
+    // The reference's speed depends much on its version (TCG got faster).
+    let version = Command::new("qemu-system-riscv64")
+        .arg("--version")
+        .output()
+        .context("running qemu-system-riscv64 --version")?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    println!("reference: {}", version.lines().next().unwrap_or("?"));
     println!(
         "{:<26} {:>10} {:>10} {:>10} {:>11} {:>11}",
         "workload (best of 3)", "qemu", "wasm", "native", "wasm/qemu", "wasm/native"
