@@ -349,11 +349,14 @@ impl Cpu {
                         };
                     }
                     // Continues at `target`: in this loop if it is a decoded
-                    // block of the fetch page and the slice goes on.
+                    // block of a page with decoded code that the fetch TLB
+                    // maps, and the slice goes on.
                     macro_rules! jump {
                         ($target:expr) => {{
                             let t: u64 = $target;
-                            if t >> 12 != self.fetch_vpn || self.instret >= self.slice_end {
+                            if self.instret >= self.slice_end
+                                || (t >> 12 != self.fetch_vpn && !self.enter_code_page_fast(t))
+                            {
                                 return Stop::Jump(t);
                             }
                             let s = self.fetch_base + ((t & 0xfff) >> 1) as usize;
