@@ -354,15 +354,12 @@ impl Cpu {
                     macro_rules! jump {
                         ($target:expr) => {{
                             let t: u64 = $target;
-                            if self.instret >= self.slice_end
-                                || (t >> 12 != self.fetch_vpn && !self.enter_code_page_fast(t))
-                            {
+                            if self.instret >= self.slice_end {
                                 return Stop::Jump(t);
                             }
-                            let s = self.fetch_base + ((t & 0xfff) >> 1) as usize;
-                            if self.code[s].op == Undecoded {
+                            let Some(s) = self.decoded_block(t) else {
                                 return Stop::Jump(t);
-                            }
+                            };
                             self.instret += self.code_n[s] as u64;
                             si = s;
                             base = t.wrapping_sub((s as u64) << 1);
@@ -489,13 +486,14 @@ impl Cpu {
             }
         };
         match insn.op {
-            Lb => self.x[rd] = self.load::<1>(va)? as i8 as i64 as u64,
-            Lh => self.x[rd] = self.load::<2>(va)? as i16 as i64 as u64,
-            Lw => self.x[rd] = sx32(self.load::<4>(va)?),
-            Ld => self.x[rd] = self.load::<8>(va)?,
-            Lbu => self.x[rd] = self.load::<1>(va)?,
-            Lhu => self.x[rd] = self.load::<2>(va)?,
-            Lwu => self.x[rd] = self.load::<4>(va)?,
+            // The inline loop found no TLB entry for these accesses.
+            Lb => self.x[rd] = self.load_slow(va, 1)? as i8 as i64 as u64,
+            Lh => self.x[rd] = self.load_slow(va, 2)? as i16 as i64 as u64,
+            Lw => self.x[rd] = sx32(self.load_slow(va, 4)?),
+            Ld => self.x[rd] = self.load_slow(va, 8)?,
+            Lbu => self.x[rd] = self.load_slow(va, 1)?,
+            Lhu => self.x[rd] = self.load_slow(va, 2)?,
+            Lwu => self.x[rd] = self.load_slow(va, 4)?,
             Sb => self.store_slow(va, 1, b)?,
             Sh => self.store_slow(va, 2, b)?,
             Sw => self.store_slow(va, 4, b)?,
@@ -515,7 +513,10 @@ impl Cpu {
     /// block, after making its page the fetch page and decoding as needed.
     #[inline(always)]
     fn block_entry(&mut self, pc: u64) -> Result<usize, Exception> {
-        if pc >> 12 != self.fetch_vpn && !self.enter_code_page_fast(pc) {
+        if let Some(si) = self.decoded_block(pc) {
+            return Ok(si);
+        }
+        if pc >> 12 != self.fetch_vpn {
             self.enter_code_page(pc)?;
         }
         let si = self.fetch_base + ((pc & 0xfff) >> 1) as usize;
@@ -523,6 +524,19 @@ impl Cpu {
             return self.decode_block(pc, si);
         }
         Ok(si)
+    }
+
+    /// The index in `code` of the already decoded block at `pc`, if its page
+    /// is the fetch page or can become it without a page walk (it has decoded
+    /// code and the fetch TLB maps it). Makes no calls, for
+    /// [`Cpu::run_inline`].
+    #[inline(always)]
+    fn decoded_block(&mut self, pc: u64) -> Option<usize> {
+        if pc >> 12 != self.fetch_vpn && !self.enter_code_page_fast(pc) {
+            return None;
+        }
+        let si = self.fetch_base + ((pc & 0xfff) >> 1) as usize;
+        (self.code[si].op != Op::Undecoded).then_some(si)
     }
 
     /// Executes an operation that ends its block (at `pc`, also in
